@@ -1,0 +1,52 @@
+# LSM data engine — the two commands: `make demo` and `make test`.
+# Each does the whole set-up on a fresh Debian machine (venv, pip, apt), then runs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# Debian packages: synthesizers and real-speech data for the seed corpus, codecs for baselines/effects.
+APT_PACKAGES := espeak-ng festival flite festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+	codec2 codec2-examples opus-tools sox ffmpeg \
+	tuxpaint-stamps-default fillets-ng-data-cs fillets-ng-data-nl pocketsphinx-testdata alsa-utils linphone-common
+
+.PHONY: setup venv apt demo test test-all bench clean-data
+.DEFAULT_GOAL := demo
+
+setup: venv apt
+
+# torch first and pinned: its CPU wheel lies on disk; anything looser pulls a multi-GB CUDA build.
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements.lock
+	@touch $@
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		if [ "$$(id -u)" != 0 ]; then SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+demo: setup
+	$(PY) jobs/make_seed_corpus.py --config configs/make_seed_corpus.yaml
+	$(PY) jobs/curate.py --config configs/curate.yaml --summary
+	@echo
+	@echo "Tables are under $$(pwd)/data/lake (Lance). Query them, e.g.:"
+	@echo "  $(PY) -c \"import lance; print(lance.dataset('data/lake/segments.lance').to_table(columns=['segment_id','speaker','duration_s','snr_db'], filter=\\\"split = 'test'\\\", limit=5))\""
+
+test: setup
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) -m pytest -q -m ""
+
+bench: setup
+	$(PY) bench/curate.py
+
+clean-data:
+	rm -rf data/lake

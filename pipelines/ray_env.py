@@ -1,0 +1,36 @@
+"""Connect to Ray the same way on a laptop, under ``ray job submit``, and on a cluster.
+
+- Inside ``ray job submit`` (``RAY_ADDRESS`` set by the job, working dir
+  already shipped): plain ``ray.init()``.
+- ``RAY_ADDRESS`` or an explicit address: connect, shipping this repo as the
+  working dir so workers can import ``pipelines``/``schemas``.
+- Otherwise: start a local Ray whose workers get the repo on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["init_ray", "REPO_ROOT"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_EXCLUDES = [".venv", "data", ".git", "**/__pycache__", "bench/out"]
+
+
+def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Initialise Ray once per process (no-op if already initialised)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    address = address or os.environ.get("RAY_ADDRESS")
+    if os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+        ray.init(address=address, log_to_driver=True)
+    elif address:
+        ray.init(address=address, runtime_env={"working_dir": str(REPO_ROOT), "excludes": _EXCLUDES})
+    else:
+        pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+        ray.init(num_cpus=num_cpus, include_dashboard=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})

@@ -1,0 +1,31 @@
+"""Pydantic row/config models and the pyarrow schema of every table, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from schemas.curate import ConfigError, CurateConfig, load_config
+from schemas.rejects import REJECTS_SCHEMA, RejectReason, RejectRow, RejectStage
+from schemas.runs import RUNS_SCHEMA, RunRow
+from schemas.segments import SEGMENTS_SCHEMA, SegmentRow
+from schemas.sources import SOURCES_SCHEMA, SourceRow
+
+__all__ = [
+    "ConfigError", "CurateConfig", "load_config", "config_model_for",
+    "SEGMENTS_SCHEMA", "SegmentRow", "SOURCES_SCHEMA", "SourceRow", "REJECTS_SCHEMA", "RejectRow", "RejectReason",
+    "RejectStage", "RUNS_SCHEMA", "RunRow",
+]
+
+
+def config_model_for(path: str | Path) -> type[BaseModel]:
+    """The config model of a ``configs/<job>[_variant].yaml`` file, by the job name in its file name."""
+    name = Path(path).stem
+    if name.startswith("make_seed_corpus"):
+        from schemas.seed import SeedCorpusConfig  # type: ignore[attr-defined]
+
+        return SeedCorpusConfig
+    if name.startswith("curate"):
+        return CurateConfig
+    raise KeyError(f"no config model known for {path}")
