@@ -7,8 +7,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 # Debian packages: synthesizers and real-speech data for the seed corpus, codecs for baselines/effects.
 APT_PACKAGES := espeak-ng festival flite festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
-	codec2 codec2-examples opus-tools sox ffmpeg \
-	tuxpaint-stamps-default fillets-ng-data-cs fillets-ng-data-nl pocketsphinx-testdata alsa-utils linphone-common
+	codec2 codec2-examples opus-tools ffmpeg \
+	tuxpaint-stamps-default fillets-ng-data fillets-ng-data-cs fillets-ng-data-nl pocketsphinx-testdata alsa-utils linphone-common
 
 .PHONY: setup venv apt demo test test-all bench clean-data
 .DEFAULT_GOAL := demo

@@ -71,8 +71,9 @@ class CurateSummary:
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.rejects_by_reason.items())) or "none"
         return "\n".join([
             f"run {self.run_id} -> {self.lake_root}",
-            f"  inputs: {self.inputs_seen} seen, {self.inputs_skipped_unchanged} unchanged (skipped), "
-            f"{self.inputs_processed} processed = {self.inputs_accepted} accepted + {self.inputs_rejected} rejected",
+            f"  inputs: {self.inputs_seen} listed (files, shards, manifest rows), {self.inputs_skipped_unchanged} unchanged "
+            f"(skipped unread); {self.inputs_processed} sources processed (tar members one by one) = "
+            f"{self.inputs_accepted} accepted + {self.inputs_rejected} rejected",
             f"  segments: {self.segments_found} found -> {self.segments_written} written, {self.segments_filtered} filtered, "
             f"{self.segments_deduped} deduped, {self.segments_already_present} already present",
             f"  audio: {self.audio_s_in / 3600:.2f} h in, {self.audio_s_written / 3600:.2f} h written; wall {self.wall_s:.1f} s",
@@ -134,11 +135,12 @@ def _process_chunk(units: list[SourceUnit], config: CurateConfig, lake: str, run
 
     storage = config.storage
     ex = config.execution
-    concurrency = ex.concurrency or max(1, int(ray.available_resources().get("CPU", 1) // ex.num_cpus_per_worker))
+    concurrency = ex.concurrency or max(1, int(ray.cluster_resources().get("CPU", 1) // ex.num_cpus_per_worker))
     concurrency = min(concurrency, len(units))
     ds = ray.data.from_items([u.to_item() for u in units], override_num_blocks=len(units))
     ds = ds.map_batches(
-        CurateSources, batch_size=1, batch_format="pyarrow", concurrency=concurrency, num_cpus=ex.num_cpus_per_worker,
+        CurateSources, batch_size=1, batch_format="pyarrow", num_cpus=ex.num_cpus_per_worker,
+        compute=ray.data.ActorPoolStrategy(size=concurrency),
         fn_constructor_kwargs=dict(segmentation=config.segmentation, filters=config.filters, split=config.split,
                                    storage=storage, max_source_s=ex.max_source_s, run_id=run_id, ingested_at=at),
     ).materialize()

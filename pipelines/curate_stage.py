@@ -12,6 +12,7 @@ batch.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from typing import Iterator
@@ -112,11 +113,11 @@ class CurateSources:
         segmenter = Segmenter(vad=seg_cfg.vad, aggressiveness=seg_cfg.aggressiveness, min_segment_s=seg_cfg.min_segment_s,
                               max_segment_s=seg_cfg.max_segment_s, max_pause_s=seg_cfg.max_pause_s, pad_s=seg_cfg.pad_s,
                               source_duration_s=info.duration_s)
-        utterance = info.duration_s <= seg_cfg.max_segment_s
-        if not utterance:  # a transcript describes the whole file: it cannot be cut with the audio
-            for k in ("transcript", "text_id"):
-                if typed.pop(k, None) is not None:
-                    extra_json = extra_json  # kept in the source's manifest; not attached to cuts
+        if info.duration_s > seg_cfg.max_segment_s:
+            # A file-level transcript cannot be cut with the audio: keep it, marked as the source's, in the extras.
+            moved = {f"source_{k}": typed.pop(k) for k in ("transcript", "text_id") if typed.get(k) is not None}
+            if moved:
+                extra_json = json.dumps({**(json.loads(extra_json) if extra_json else {}), **moved}, sort_keys=True)
         split = assign_split(typed.get("speaker"), obj.source_uri, self.split)
         rows: list[dict] = []
         pending_bytes = found = filtered = 0

@@ -4,7 +4,11 @@
   already shipped): plain ``ray.init()``.
 - ``RAY_ADDRESS`` or an explicit address: connect, shipping this repo as the
   working dir so workers can import ``pipelines``/``schemas``.
-- Otherwise: start a local Ray whose workers get the repo on ``PYTHONPATH``.
+- Otherwise: start a fresh local Ray on loopback whose workers get the repo
+  on ``PYTHONPATH``. ``address="local"`` on purpose: a bare ``ray.init()``
+  also reads ``/tmp/ray/ray_current_cluster``, which a crashed cluster leaves
+  behind, and then fails to join a dead cluster. To use a running local
+  cluster, set ``RAY_ADDRESS=auto`` (or ``execution.ray_address: auto``).
 """
 
 from __future__ import annotations
@@ -32,5 +36,5 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
         ray.init(address=address, runtime_env={"working_dir": str(REPO_ROOT), "excludes": _EXCLUDES})
     else:
         pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-        ray.init(num_cpus=num_cpus, include_dashboard=False,
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})

@@ -23,9 +23,9 @@ def config_model_for(path: str | Path) -> type[BaseModel]:
     """The config model of a ``configs/<job>[_variant].yaml`` file, by the job name in its file name."""
     name = Path(path).stem
     if name.startswith("make_seed_corpus"):
-        from schemas.seed import SeedCorpusConfig  # type: ignore[attr-defined]
+        from schemas.seed import SeedConfig
 
-        return SeedCorpusConfig
+        return SeedConfig
     if name.startswith("curate"):
         return CurateConfig
     raise KeyError(f"no config model known for {path}")

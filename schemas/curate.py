@@ -19,7 +19,10 @@ __all__ = [
     "load_config", "AUDIO_EXTENSIONS",
 ]
 
-AUDIO_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "au")
+#: Listed as audio. Includes containers libsndfile cannot decode (m4a, aac, wma, ...): they are listed so
+#: they end as ``unsupported_format`` rejects instead of being skipped without a trace.
+AUDIO_EXTENSIONS: tuple[str, ...] = ("wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "au", "caf",
+                                     "m4a", "aac", "mp4", "wma", "amr", "webm", "mka", "mkv", "3gp", "ac3", "spx", "c2")
 
 
 class _Strict(BaseModel):
@@ -46,7 +49,7 @@ class SegmentationConfig(_Strict):
 
     vad: Literal["webrtc", "silero", "energy"] = "webrtc"
     aggressiveness: int = Field(default=2, ge=0, le=3)
-    min_segment_s: float = Field(default=1.0, gt=0)
+    min_segment_s: float = Field(default=0.5, gt=0)
     max_segment_s: float = Field(default=20.0, gt=0)
     max_pause_s: float = Field(default=0.8, ge=0)
     pad_s: float = Field(default=0.15, ge=0)

@@ -50,8 +50,8 @@ def _snapshot(lake: Path) -> dict:
 def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_run(tmp_path):
     raw = tmp_path / "raw"
     make_raw_corpus(raw)
-    cfg_a = _write_config(tmp_path / "a.yaml", raw, tmp_path / "lake_a")
-    cfg_b = _write_config(tmp_path / "b.yaml", raw, tmp_path / "lake_b")
+    cfg_a = _write_config(tmp_path / "a.yaml", raw, tmp_path / "lake_a", commit_every=3)
+    cfg_b = _write_config(tmp_path / "b.yaml", raw, tmp_path / "lake_b", commit_every=100)
     job = [PY, str(ROOT / "jobs" / "curate.py"), "--config"]
 
     proc = subprocess.Popen(job + [str(cfg_a)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -59,14 +59,14 @@ def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_run(tmp_path)
     sources_uri = table_uri(str(tmp_path / "lake_a"), "sources")
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if Path(sources_uri).exists() and lance.dataset(sources_uri).count_rows() >= 2:
+        if Path(sources_uri).exists() and lance.dataset(sources_uri).count_rows() >= 1:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "run finished before it could be killed:\n" + (proc.stdout.read() if proc.stdout else "")
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.wait()
     partial = lance.dataset(sources_uri).count_rows()
-    assert 2 <= partial < 12, partial
+    assert 1 <= partial < 12, partial
     runs = lance.dataset(table_uri(str(tmp_path / "lake_a"), "runs")).to_table().to_pylist()
     assert [r["status"] for r in runs] == ["running"]  # the killed run stays visible as such
 
@@ -117,10 +117,13 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
     env = {**_env(), "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
     gcs, dash = free_port(), free_port()
+    import tempfile
+
+    temp_dir = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # private: its ray_current_cluster dies with it
     # --block keeps the head in one process group we own: stopping it cannot touch the tests' own Ray.
     head = subprocess.Popen([ray_exe, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
-                             "--include-dashboard=true", "--disable-usage-stats"],
+                             "--include-dashboard=true", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_for_dashboard(dash, head)
@@ -142,3 +145,4 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
                 head.wait(timeout=30)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
