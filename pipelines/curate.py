@@ -137,9 +137,10 @@ def _process_chunk(units: list[SourceUnit], config: CurateConfig, lake: str, run
     ex = config.execution
     concurrency = ex.concurrency or max(1, int(ray.cluster_resources().get("CPU", 1) // ex.num_cpus_per_worker))
     concurrency = min(concurrency, len(units))
-    ds = ray.data.from_items([u.to_item() for u in units], override_num_blocks=len(units))
+    per_call = max(1, min(ex.sources_per_batch, -(-len(units) // concurrency)))  # every actor gets work
+    ds = ray.data.from_items([u.to_item() for u in units], override_num_blocks=max(1, -(-len(units) // per_call)))
     ds = ds.map_batches(
-        CurateSources, batch_size=1, batch_format="pyarrow", num_cpus=ex.num_cpus_per_worker,
+        CurateSources, batch_size=per_call, batch_format="pyarrow", num_cpus=ex.num_cpus_per_worker,
         compute=ray.data.ActorPoolStrategy(size=concurrency),
         fn_constructor_kwargs=dict(segmentation=config.segmentation, filters=config.filters, split=config.split,
                                    storage=storage, max_source_s=ex.max_source_s, run_id=run_id, ingested_at=at),

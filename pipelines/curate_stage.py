@@ -191,18 +191,27 @@ class CurateSources:
 
     # -- a batch ---------------------------------------------------------------------------------------------
     def __call__(self, batch: pa.Table) -> Iterator[pa.Table]:
+        """Curate every unit of the batch; rows are handed on in blocks of about ``_FLUSH_BYTES`` of audio."""
+        rows: list[dict] = []
+        pending = 0
         for item in batch.to_pylist():
             unit = SourceUnit(**item)
             for obj in iter_raw_objects(unit, self.storage):
                 try:
-                    for rows in self._curate_object(obj, unit):
-                        yield _to_table(rows)
+                    for part in self._curate_object(obj, unit):
+                        rows += part
+                        pending += sum(len(r["segment"]["audio"]) for r in part if r["kind"] == "segment")
+                        if pending > _FLUSH_BYTES:
+                            yield _to_table(rows)
+                            rows, pending = [], 0
                 except Exception as exc:  # a bug or an unforeseen input must not kill the run: reject, loudly
                     log.exception("unexpected failure on %s", obj.source_uri)
-                    yield _to_table(self._reject_source(obj, RejectStage.DECODE, "decode_error",
-                                                        f"decode_error: unexpected {type(exc).__name__}: {exc}", unit))
+                    rows += self._reject_source(obj, RejectStage.DECODE, "decode_error",
+                                                f"decode_error: unexpected {type(exc).__name__}: {exc}", unit)
                 finally:
                     obj.close()
+        if rows:
+            yield _to_table(rows)
 
 
 def _to_table(rows: list[dict]) -> pa.Table:
