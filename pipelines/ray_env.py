@@ -24,17 +24,22 @@ _EXCLUDES = [".venv", "data", ".git", "**/__pycache__", "bench/out"]
 
 def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Initialise Ray once per process (no-op if already initialised)."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    in_job = bool(os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"))
+    if not address and not in_job:
+        # A single-node local Ray otherwise binds its services to the host's network address;
+        # this (read when ray is first imported) keeps them on 127.0.0.1.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    address = address or os.environ.get("RAY_ADDRESS")
-    if os.environ.get("RAY_JOB_ID") or os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):
+    if in_job:
         ray.init(address=address, log_to_driver=True)
     elif address:
         ray.init(address=address, runtime_env={"working_dir": str(REPO_ROOT), "excludes": _EXCLUDES})
     else:
         pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                  runtime_env={"env_vars": {"PYTHONPATH": pythonpath}})

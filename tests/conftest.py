@@ -16,7 +16,9 @@ if str(ROOT) not in sys.path:
 # Dummy credentials for the loopback S3 server, set before Ray starts so its workers inherit them.
 # Nothing in the tests talks to a non-loopback address.
 for _k, _v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-               "RAY_AUTH_MODE": "disabled"}.items():
+               "RAY_AUTH_MODE": "disabled",
+               # single-node Ray on 127.0.0.1 only (read when ray is first imported; see pipelines/ray_env.py)
+               "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}.items():
     os.environ.setdefault(_k, _v)
 
 
@@ -33,7 +35,7 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     yield ray
     ray.shutdown()

@@ -356,6 +356,8 @@ def _sniff_unsupported(head: bytes) -> str | None:
         return "Matroska/WebM container"
     if head[:5] == b"#!AMR":
         return "AMR stream"
+    if head[:3] == b"\xc0\xde\xc2":
+        return "Codec 2 bitstream (c2enc)"
     for magic, name in ((b"MAC ", "Monkey's Audio"), (b"wvpk", "WavPack"), (b"TTA1", "TTA"), (b".ra\xfd", "RealAudio")):
         if head[:4] == magic:
             return name

@@ -123,13 +123,18 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
     # --block keeps the head in one process group we own: stopping it cannot touch the tests' own Ray.
     head = subprocess.Popen([ray_exe, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
                              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
-                             "--include-dashboard=true", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                             "--include-dashboard=true", "--disable-usage-stats", f"--temp-dir={temp_dir}",
+                             # every service on a free port: another Ray on this machine must not collide
+                             *(f"--{name}={free_port()}" for name in (
+                                 "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+                                 "runtime-env-agent-port", "ray-client-server-port", "node-manager-port",
+                                 "object-manager-port"))],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_for_dashboard(dash, head)
         cmd = [ray_exe, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", str(ROOT),
                "--", "python", "jobs/curate.py", "--config", str(cfg)]
-        for _ in range(30):  # the head's job agent comes up a little after the dashboard
+        for _ in range(15):  # the head's job agent comes up a little after the dashboard
             sub = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
             if "No available agent" not in sub.stderr:
                 break
