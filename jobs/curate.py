@@ -17,9 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.curate import run_curation  # noqa: E402
+from jobs._cli import fail, load_job_config  # noqa: E402
+from pipelines.curate import AccountingError, run_curation  # noqa: E402
 from pipelines.lake_summary import summarize_lake  # noqa: E402
-from schemas.curate import ConfigError, CurateConfig, load_config  # noqa: E402
+from pipelines.sources import ManifestError  # noqa: E402
+from schemas.curate import CurateConfig  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,14 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lake-root", help="override lake_root (a path or s3:// URI)")
     parser.add_argument("--summary", action="store_true", help="print a summary of the lake's tables at the end")
     args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config, CurateConfig)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    config = load_job_config(args.config, CurateConfig)
+    if config is None:
         return 2
     if args.lake_root:
         config = config.model_copy(update={"lake_root": args.lake_root})
-    summary = run_curation(config)
+    try:
+        summary = run_curation(config)
+    except (FileNotFoundError, ManifestError, AccountingError) as exc:  # recorded as a failed run in `runs`
+        fail(f"{type(exc).__name__}: {exc}")
+        return 1
     print(summary.format())
     if args.summary:
         print(summarize_lake(summary.lake_root, config.storage))

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipelines.seed import MissingPackagesError, VoiceError, build_seed_corpus  # noqa: E402
-from schemas.curate import ConfigError, load_config  # noqa: E402
+from jobs._cli import fail, load_job_config  # noqa: E402
 from schemas.seed import SeedConfig  # noqa: E402
 
 
@@ -29,20 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild every file, even those already current")
     parser.add_argument("--output-dir", help="override output_dir")
     args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config, SeedConfig)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    config = load_job_config(args.config, SeedConfig)
+    if config is None:
         return 2
     if args.output_dir:
         config = config.model_copy(update={"output_dir": args.output_dir})
     try:
         summary = build_seed_corpus(config, force=args.force)
     except (MissingPackagesError, VoiceError, FileNotFoundError, ValueError) as exc:  # raised while planning
-        print(f"error: {exc}", file=sys.stderr)
+        fail(str(exc))
         return 2
     except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        fail(str(exc))
         return 1
     print(summary.format())
     return 0

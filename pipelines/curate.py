@@ -245,8 +245,7 @@ def run_curation(config: CurateConfig, *, progress: Callable[[str], None] = prin
     upsert_rows(runs_uri, [_run_row(summary, config, started, "running")], RUNS_SCHEMA, ["run_id"], storage)
     t0 = time.perf_counter()
     try:
-        init_ray(config.execution.ray_address)
-        units = list_sources(config.sources, storage)
+        units = list_sources(config.sources, storage)  # before Ray: a bad path fails in a second
         state = load_incremental_state(lake, storage)
         todo = [u for u in units if not state.is_unchanged(u)]
         summary.inputs_seen = len(units)
@@ -254,6 +253,8 @@ def run_curation(config: CurateConfig, *, progress: Callable[[str], None] = prin
         progress(f"[curate] {len(units)} inputs listed, {summary.inputs_skipped_unchanged} unchanged since last run, "
                  f"{len(todo)} to process")
         dedup = load_dedup_state(lake, storage)
+        if todo:
+            init_ray(config.execution.ray_address)  # nothing new -> no Ray at all: a no-op run takes seconds
         step = config.execution.commit_every_sources
         n_chunks = (len(todo) + step - 1) // step
         for i in range(n_chunks):

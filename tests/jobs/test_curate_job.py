@@ -106,6 +106,18 @@ def _wait_for_dashboard(port: int, head: subprocess.Popen, timeout_s: float = 90
     raise TimeoutError("Ray dashboard did not come up on loopback")
 
 
+def test_missing_source_fails_clearly_and_is_recorded_as_a_failed_run(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"lake_root": str(tmp_path / "lake"),
+                                   "sources": [{"kind": "folder", "uri": str(tmp_path / "no-such-dir")}]}))
+    r = subprocess.run([PY, str(ROOT / "jobs" / "curate.py"), "--config", str(cfg)], env=_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "error: FileNotFoundError: source not found" in r.stderr and "no-such-dir" in r.stderr
+    (run,) = lance.dataset(table_uri(str(tmp_path / "lake"), "runs")).to_table().to_pylist()
+    assert run["status"] == "failed" and "no-such-dir" in run["error"]
+
+
 @pytest.mark.integration
 def test_ray_job_submit_against_a_local_head(tmp_path):
     raw = tmp_path / "raw"
