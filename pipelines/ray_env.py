@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 __all__ = ["init_ray", "REPO_ROOT"]
@@ -35,6 +36,9 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None) -> None
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray starts its services with fork+exec, which is safe with lance loaded; lance's at-fork hook cannot
+    # tell that from a bare fork and warns on every start, so silence just that message here.
+    warnings.filterwarnings("ignore", message="lance is not fork-safe")
     if in_job:
         ray.init(address=address, log_to_driver=True)
     elif address:

@@ -85,8 +85,8 @@ class SplitConfig(_Strict):
 class ExecutionConfig(_Strict):
     """How the Ray pipeline runs. Defaults suit a laptop and scale on a cluster unchanged."""
 
-    commit_every_sources: int = Field(default=2000, ge=1, description="sources per atomic commit (resume unit)")
-    sources_per_batch: int = Field(default=16, ge=1, description="listed units per stage call (amortizes Ray overhead)")
+    commit_every_sources: int = Field(default=4000, ge=1, description="sources per atomic commit (resume unit)")
+    sources_per_batch: int = Field(default=64, ge=1, description="listed units per stage call (amortizes Ray overhead)")
     concurrency: int | None = Field(default=None, ge=1, description="curation actors; default = cluster CPUs")
     num_cpus_per_worker: float = Field(default=1.0, gt=0)
     max_source_s: float = Field(default=4 * 3600, gt=0, description="longer inputs are rejected (too_long)")
