@@ -28,4 +28,8 @@ def config_model_for(path: str | Path) -> type[BaseModel]:
         return SeedConfig
     if name.startswith("curate"):
         return CurateConfig
+    if name.startswith("train_codec"):
+        from schemas.codec import TrainCodecConfig
+
+        return TrainCodecConfig
     raise KeyError(f"no config model known for {path}")

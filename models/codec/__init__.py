@@ -1,0 +1,31 @@
+"""The speech codec: SEANet conv encoder/decoder around residual Finite Scalar Quantization.
+
+Build from a preset, train with :class:`CodecLoss` in a plain torch loop, save and
+load with the codec id that keys the ``latents`` table::
+
+    codec = build_codec(codec_50hz_2x8555())
+    out = codec(wav)                       # CodecOutput(recon, codes, latent, unquantized)
+    losses = build_codec_loss()(out.recon, wav)   # CodecLosses(total, ...)
+    enc = codec.encode(wav)                # CodecEncoding(codes uint16 [B, frames, stages], frame_rate_hz, ...)
+    wav_hat = codec.decode(enc.codes, enc.num_samples)
+"""
+
+from __future__ import annotations
+
+from models.codec.builders import build_codec, build_codec_loss, resolve_model_config
+from models.codec.checkpoint import CheckpointError, CheckpointMeta, codec_id_for, load_checkpoint, save_checkpoint
+from models.codec.fsq import FSQ, QuantizedResult, ResidualFSQ
+from models.codec.losses import CodecLoss, CodecLosses, MultiResolutionMelLoss, MultiResolutionSTFTLoss, mel_filterbank
+from models.codec.model import CodecEncoding, CodecOutput, SpeechCodec
+from models.codec.presets import PRESETS, codec_25hz_4x8555, codec_50hz_1x8555, codec_50hz_2x8555, codec_tiny_test, preset
+from models.codec.seanet import SEANetDecoder, SEANetEncoder
+
+__all__ = [
+    "SpeechCodec", "CodecEncoding", "CodecOutput",
+    "ResidualFSQ", "FSQ", "QuantizedResult",
+    "SEANetEncoder", "SEANetDecoder",
+    "CodecLoss", "CodecLosses", "MultiResolutionSTFTLoss", "MultiResolutionMelLoss", "mel_filterbank",
+    "PRESETS", "preset", "codec_50hz_2x8555", "codec_25hz_4x8555", "codec_50hz_1x8555", "codec_tiny_test",
+    "build_codec", "build_codec_loss", "resolve_model_config",
+    "CheckpointError", "CheckpointMeta", "codec_id_for", "save_checkpoint", "load_checkpoint",
+]

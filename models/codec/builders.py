@@ -1,0 +1,53 @@
+"""Config -> modules. The only place that reads ``schemas.codec`` configs; everything else takes keyword args."""
+
+from __future__ import annotations
+
+from schemas.codec import CodecLossConfig, CodecModelConfig, TrainCodecConfig
+
+from models.codec.fsq import ResidualFSQ
+from models.codec.losses import CodecLoss
+from models.codec.model import SpeechCodec
+from models.codec.seanet import SEANetDecoder, SEANetEncoder
+
+__all__ = ["build_codec", "build_codec_loss", "resolve_model_config"]
+
+
+def resolve_model_config(config: CodecModelConfig | TrainCodecConfig | str) -> CodecModelConfig:
+    """The model config named by a preset name, given in full, or held by a training config.
+
+    Raises:
+        KeyError: an unknown preset name (the message lists the known ones).
+    """
+    from models.codec.presets import preset
+
+    if isinstance(config, str):
+        return preset(config)
+    if isinstance(config, TrainCodecConfig):
+        return config.model if config.model is not None else preset(config.preset or "")
+    if isinstance(config, CodecModelConfig):
+        return config
+    raise TypeError(f"expected CodecModelConfig, TrainCodecConfig or a preset name, got {type(config).__name__}")
+
+
+def build_codec(config: CodecModelConfig | TrainCodecConfig | str) -> SpeechCodec:
+    """A freshly initialized :class:`SpeechCodec` for a model config (or preset name).
+
+    Example:
+        >>> codec = build_codec("codec_50hz_2x8555")
+        >>> codec.frame_rate_hz, codec.num_stages
+        (50.0, 2)
+    """
+    cfg = resolve_model_config(config)
+    common = dict(strides=cfg.strides, causal=cfg.causal, weight_norm=cfg.weight_norm)
+    return SpeechCodec(
+        encoder=SEANetEncoder(**cfg.encoder.model_dump(), **common),
+        decoder=SEANetDecoder(**cfg.decoder.model_dump(), **common),
+        quantizer=ResidualFSQ(levels=cfg.fsq.levels, stages=cfg.fsq.stages),
+        sample_rate_hz=cfg.sample_rate_hz,
+    )
+
+
+def build_codec_loss(config: CodecLossConfig | None = None, *, sample_rate_hz: int = 16000) -> CodecLoss:
+    """The reconstruction objective for a loss config (defaults when None)."""
+    cfg = config or CodecLossConfig()
+    return CodecLoss(**cfg.model_dump(), sample_rate_hz=sample_rate_hz)

@@ -1,0 +1,163 @@
+"""Config of the speech codec (model hyperparameters, losses) and of ``jobs/train_codec.py`` (data, budget, Ray).
+
+Validated at start-up (``schemas.curate.load_config(path, TrainCodecConfig)``);
+unknown keys are errors that name the key (``extra="forbid"`` on every block).
+Only ``models.codec.builders`` turns these into modules; the model code itself
+takes typed keyword arguments and never sees a config object.
+
+A model is named by a preset (``preset: codec_50hz_2x8555``, resolved by
+``models.codec.builders.resolve_model_config``) or spelled out in full under
+``model:``, never both. This module stays importable without torch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "FSQConfig", "SEANetConfig", "CodecModelConfig", "CodecLossConfig", "CodecTrainingConfig",
+    "CodecExecutionConfig", "TrainCodecConfig", "MAX_CODEBOOK_SIZE",
+]
+
+#: Codes are stored as uint16 (``latents.codes``): one stage's index must fit.
+MAX_CODEBOOK_SIZE = 1 << 16
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FSQConfig(_Strict):
+    """Finite Scalar Quantization: ``levels[d]`` values on latent dimension d, ``stages`` residual stages."""
+
+    levels: list[int] = Field(min_length=1, max_length=16, description="levels per latent dimension, each >= 2")
+    stages: int = Field(default=1, ge=1, le=8)
+
+    @model_validator(mode="after")
+    def _check_levels(self) -> "FSQConfig":
+        if any(level < 2 for level in self.levels):
+            raise ValueError(f"every FSQ level must be >= 2, got {self.levels}")
+        if math.prod(self.levels) > MAX_CODEBOOK_SIZE:
+            raise ValueError(f"prod(levels) = {math.prod(self.levels)} does not fit uint16 codes (max {MAX_CODEBOOK_SIZE})")
+        return self
+
+    @property
+    def bits_per_frame(self) -> float:
+        """stages x log2(prod(levels))."""
+        return self.stages * math.log2(math.prod(self.levels))
+
+
+class SEANetConfig(_Strict):
+    """One side (encoder or decoder) of the SEANet conv stack; strides are shared and live on the model."""
+
+    channels: int = Field(default=16, ge=1, description="channels after the first conv; doubled at each stride")
+    max_channels: int = Field(default=256, ge=1, description="cap on the doubling (keeps the deep layers affordable)")
+    dimension: int = Field(default=64, ge=1, description="channels of the frame-rate latent before/after projection")
+    residual_layers: int = Field(default=1, ge=0, description="residual units per resolution")
+    dilation_base: int = Field(default=2, ge=1, description="dilation of residual unit j is dilation_base**j")
+    kernel_size: int = Field(default=7, ge=1)
+    residual_kernel_size: int = Field(default=3, ge=1)
+    compress: int = Field(default=2, ge=1, description="channel reduction inside a residual unit")
+
+
+class CodecModelConfig(_Strict):
+    """Everything that determines a codec's weights' shape and meaning; its hash is the codec id."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    sample_rate_hz: Literal[16000] = 16000
+    strides: list[int] = Field(min_length=1, max_length=8, description="encoder downsampling, first to last")
+    causal: bool = False
+    weight_norm: bool = True
+    encoder: SEANetConfig = Field(default_factory=SEANetConfig)
+    decoder: SEANetConfig = Field(default_factory=SEANetConfig)
+    fsq: FSQConfig
+
+    @model_validator(mode="after")
+    def _check_strides(self) -> "CodecModelConfig":
+        if any(s < 1 for s in self.strides):
+            raise ValueError(f"strides must be >= 1, got {self.strides}")
+        return self
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per latent frame."""
+        return math.prod(self.strides)
+
+    @property
+    def frame_rate_hz(self) -> float:
+        return self.sample_rate_hz / self.hop_length
+
+    @property
+    def bitrate_bps(self) -> float:
+        """frame rate x stages x log2(prod(levels))."""
+        return self.frame_rate_hz * self.fsq.bits_per_frame
+
+
+class CodecLossConfig(_Strict):
+    """Multi-resolution STFT (spectral convergence + log magnitude) and multi-resolution log-mel L1."""
+
+    stft_fft_sizes: list[int] = Field(default_factory=lambda: [256, 512, 1024], min_length=1)
+    mel_fft_sizes: list[int] = Field(default_factory=lambda: [256, 512, 1024], min_length=1)
+    mel_bins: list[int] = Field(default_factory=lambda: [32, 64, 80], min_length=1)
+    spectral_convergence_weight: float = Field(default=1.0, ge=0)
+    log_magnitude_weight: float = Field(default=1.0, ge=0)
+    mel_weight: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_mel(self) -> "CodecLossConfig":
+        if len(self.mel_bins) != len(self.mel_fft_sizes):
+            raise ValueError(f"mel_bins ({len(self.mel_bins)}) and mel_fft_sizes ({len(self.mel_fft_sizes)}) "
+                             "must have the same length")
+        return self
+
+
+class CodecTrainingConfig(_Strict):
+    """The training budget and optimizer; training stops at whichever of max_steps / max_minutes comes first."""
+
+    max_steps: int = Field(default=10000, ge=1)
+    max_minutes: float | None = Field(default=None, gt=0, description="wall-clock budget; None: steps only")
+    batch_size: int = Field(default=8, ge=1, description="crops per step (global, split across workers)")
+    crop_s: float = Field(default=1.0, gt=0)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip_norm: float | None = Field(default=1.0, gt=0)
+    lr_warmup_steps: int = Field(default=100, ge=0)
+    checkpoint_every_steps: int = Field(default=250, ge=1)
+    valid_every_steps: int = Field(default=250, ge=1)
+    log_every_steps: int = Field(default=10, ge=1)
+    seed: int = 0
+
+
+class CodecExecutionConfig(_Strict):
+    """How Ray Train runs it; defaults suit 2 cores (fractional CPUs leave room for the Ray Data input)."""
+
+    num_workers: int = Field(default=1, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    torch_threads: int | None = Field(default=1, ge=1, description=(
+        "intra-op threads per worker; 1 is steadiest on a shared 2-core machine (2 threads stalled 3-10x on "
+        "barriers when other processes took a core); None: torch's default"))
+    ray_address: str | None = Field(default=None, description="None: connect to RAY_ADDRESS or start local Ray")
+
+
+class TrainCodecConfig(_Strict):
+    """The whole codec training job: which model, on which segments, for how long, where checkpoints go."""
+
+    lake_root: str = "data/lake"
+    output_dir: str = "data/checkpoints/codec"
+    train_split: str = "train"
+    valid_split: str = "valid"
+    preset: str | None = Field(default=None, description="a name from models.codec.presets.PRESETS")
+    model: CodecModelConfig | None = None
+    loss: CodecLossConfig = Field(default_factory=CodecLossConfig)
+    training: CodecTrainingConfig = Field(default_factory=CodecTrainingConfig)
+    execution: CodecExecutionConfig = Field(default_factory=CodecExecutionConfig)
+
+    @model_validator(mode="after")
+    def _one_model(self) -> "TrainCodecConfig":
+        if (self.preset is None) == (self.model is None):
+            raise ValueError("give exactly one of `preset` (a preset name) or `model` (a full model config)")
+        return self

@@ -1,0 +1,90 @@
+"""Checkpoints reload to bit-identical codes; bad files and wrong codec ids fail with one clear line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.codec import (CheckpointError, build_codec, codec_id_for, codec_tiny_test, load_checkpoint, preset,
+                          save_checkpoint)
+from tests.models import one_torch_thread  # noqa: F401  (autouse: one intra-op thread)
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    torch.manual_seed(0)
+    cfg = codec_tiny_test()
+    codec = build_codec(cfg)
+    opt = torch.optim.Adam(codec.parameters(), lr=1e-3)
+    wav = 0.1 * torch.randn(2, 1600)
+    codec(wav).recon.pow(2).mean().backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "ckpt" / "codec.pt", codec, cfg, codec_id=codec_id_for(cfg), step=7,
+                           optimizer_state=opt.state_dict(), extra={"samples_seen": 3200})
+    return path, codec.eval(), cfg, wav
+
+
+def test_reload_gives_bit_identical_codes_and_audio(saved):
+    path, codec, cfg, wav = saved
+    loaded, loaded_cfg, meta = load_checkpoint(path, expected_codec_id=codec_id_for(cfg))
+    assert loaded_cfg == cfg and meta.codec_id == codec_id_for(cfg) and meta.step == 7
+    assert meta.extra == {"samples_seen": 3200} and meta.optimizer_state["state"]
+    assert not loaded.training
+    assert torch.equal(loaded.encode(wav).codes, codec.encode(wav).codes)
+    codes = codec.encode(wav).codes
+    assert torch.equal(loaded.decode(codes), codec.decode(codes))
+    assert [p.name for p in path.parent.iterdir()] == ["codec.pt"]  # the atomic write left no temp file
+    assert path.stat().st_mode & 0o044 == 0o044  # readable by others (mkstemp's 0600 undone)
+
+
+def test_optimizer_state_resumes(saved):
+    path, _, _, _ = saved
+    model, _, meta = load_checkpoint(path)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt.load_state_dict(meta.optimizer_state)
+    assert opt.state_dict()["state"][0]["step"] == 1
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_checkpoint_is_a_clear_error(saved, damage):
+    path = saved[0]
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00not a checkpoint" * 50, "empty": b""}[damage])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint") as exc:
+        load_checkpoint(path)
+    assert str(path) in _one_line(exc)
+
+
+def test_wrong_codec_id_is_a_clear_error(saved):
+    path, _, cfg, _ = saved
+    with pytest.raises(CheckpointError, match=r"checkpoint is codec 'codec_tiny_test-[0-9a-f]{12}', "
+                                              r"expected 'codec_50hz_2x8555-") as exc:
+        load_checkpoint(path, expected_codec_id=codec_id_for(preset("codec_50hz_2x8555")))
+    _one_line(exc)
+
+
+def test_edited_config_or_foreign_file_is_a_clear_error(saved, tmp_path):
+    path = saved[0]
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["decoder"]["channels"] = 4
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match="does not match the config stored with it") as exc:
+        load_checkpoint(tmp_path / "edited.pt")
+    _one_line(exc)
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a codec checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_save_refuses_a_mismatched_codec_id(tmp_path):
+    cfg = codec_tiny_test()
+    with pytest.raises(ValueError, match="does not match the config's id"):
+        save_checkpoint(tmp_path / "c.pt", build_codec(cfg), cfg, codec_id="codec_tiny_test-000000000000")

@@ -1,0 +1,45 @@
+"""A few optimizer steps on real speech lower the loss; the loss itself behaves."""
+
+from __future__ import annotations
+
+import torch
+
+from models.codec import build_codec, build_codec_loss, codec_tiny_test, mel_filterbank
+from tests.factories import espeak_16k
+from tests.models import one_torch_thread  # noqa: F401  (autouse: one intra-op thread)
+
+
+def test_thirty_steps_on_real_speech_lower_the_loss():
+    torch.manual_seed(0)
+    wav = torch.from_numpy(espeak_16k("Hello there, this is a short test of the codec.", voice="en"))
+    batch = torch.stack([wav[i:i + 8000] for i in (2000, 6000, 12000, 18000)])
+    codec, loss_fn = build_codec(codec_tiny_test()), build_codec_loss()
+    opt = torch.optim.Adam(codec.parameters(), lr=3e-3)
+    with torch.no_grad():
+        before = loss_fn(codec(batch).recon, batch)
+    for _ in range(30):
+        losses = loss_fn(codec(batch).recon, batch)
+        opt.zero_grad()
+        losses.total.backward()
+        opt.step()
+    with torch.no_grad():
+        after = loss_fn(codec(batch).recon, batch)
+    assert float(after.total) < 0.85 * float(before.total)
+    assert float(after.mel) < float(before.mel)
+
+
+def test_loss_is_zero_for_a_perfect_copy_and_grows_with_distortion():
+    loss_fn = build_codec_loss()
+    x = torch.from_numpy(espeak_16k("Testing one two three.", voice="en-us"))[None, :16000]
+    assert float(loss_fn(x, x).total) < 1e-5
+    slightly = loss_fn(x + 0.001 * torch.randn_like(x), x)
+    badly = loss_fn(x + 0.1 * torch.randn_like(x), x)
+    assert 0 < float(slightly.total) < float(badly.total)
+    assert set(badly.as_floats()) == {"total", "spectral_convergence", "log_magnitude", "mel"}
+
+
+def test_mel_filterbank_is_triangles_in_increasing_order():
+    fb = mel_filterbank(n_fft=1024, n_mels=80, sample_rate_hz=16000)
+    assert fb.shape == (80, 513) and float(fb.min()) >= 0 and float(fb.max()) <= 1
+    peaks = fb.argmax(dim=1)
+    assert bool((peaks[1:] >= peaks[:-1]).all()) and bool((fb.sum(dim=1) > 0).all())
