@@ -159,24 +159,30 @@ class StageClock:
     def __init__(self, clock: Callable[[], float] = time.process_time) -> None:
         self.clock = clock
         self.totals: dict[str, float] = defaultdict(float)
-        self._stack: list[list[float]] = []  # [child time] per open stage
+        self._stack: list[tuple[str, list[float]]] = []  # (name, [child time]) per open stage
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         start = self.clock()
-        self._stack.append([0.0])
+        self._stack.append((name, [0.0]))
         try:
             yield
         finally:
             elapsed = self.clock() - start
-            children = self._stack.pop()[0]
+            children = self._stack.pop()[1][0]
             self.totals[name] += elapsed - children
             if self._stack:
-                self._stack[-1][0] += elapsed
+                self._stack[-1][1][0] += elapsed
 
-    def wrap(self, fn: Callable, name: str) -> Callable:
-        """``fn`` timed under ``name`` (for patching driver-side functions during a run)."""
+    def wrap(self, fn: Callable, name: str, *, not_inside: tuple[str, ...] = ()) -> Callable:
+        """``fn`` timed under ``name`` (for patching driver-side functions during a run).
+
+        Called while a stage in ``not_inside`` is open, its time stays with
+        that stage (e.g. the ``materialize`` that Ray's write runs belongs to the write).
+        """
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if any(open_name in not_inside for open_name, _ in self._stack):
+                return fn(*args, **kwargs)
             with self(name):
                 return fn(*args, **kwargs)
         timed.__wrapped__ = fn  # type: ignore[attr-defined]
@@ -475,8 +481,8 @@ def _driver_phases(clock: StageClock) -> Iterator[None]:
     try:
         for attr, label in names.items():
             setattr(curate, attr, clock.wrap(saved[attr], label))
-        for attr, label in methods.items():
-            setattr(ray.data.Dataset, attr, clock.wrap(saved_methods[attr], label))
+        for attr, label in methods.items():  # Ray's write_datasink materializes too: that time is the write's
+            setattr(ray.data.Dataset, attr, clock.wrap(saved_methods[attr], label, not_inside=(names["write_ray_dataset"],)))
         yield
     finally:
         for attr, fn in saved.items():
@@ -491,6 +497,8 @@ def measure_pipeline(corpus: Corpus, lake_dir: Path, config: CurateConfig) -> Me
 
     from pipelines.curate import run_curation
 
+    if lake_dir.exists() and any(lake_dir.iterdir()):  # a re-run over a lake skips every unchanged source
+        raise ValueError(f"measure_pipeline needs a fresh lake, {lake_dir} is not empty")
     cfg = config.model_copy(update={"lake_root": str(lake_dir),
                                     "sources": [SourceSpec(kind="manifest", uri=str(corpus.manifest))]})
     cpus = float(ray.cluster_resources().get("CPU", 0))
@@ -538,7 +546,7 @@ def diagnose_stage(corpus: Corpus, config: CurateConfig, *, cpus: int, out_dir: 
     In-process (no Ray) is the stage's own cost, Arrow rows included. Under
     Ray Data it is wired as ``run_curation`` wires it (an actor pool of one
     actor per CPU, ``batch_size`` sources per call, one input block per
-    call) with 1, ``execution.sources_per_batch`` and 64 sources per call;
+    call) with 1, 16, 64 and ``execution.sources_per_batch`` sources per call;
     then on two sources only (the fixed cost of an actor pool, paid once per
     chunk); then a near-free map over the configured run's output blocks
     (the per-block cost of each further pass: meta projection, selection,
@@ -582,7 +590,7 @@ def diagnose_stage(corpus: Corpus, config: CurateConfig, *, cpus: int, out_dir: 
 
     run("CurateSources in-process, no Ray", len(items), in_process)
     configured = None
-    for wanted in sorted({1, ex.sources_per_batch, 64}):
+    for wanted in sorted({1, 16, 64, ex.sources_per_batch}):
         per_call = per_call_for(items, wanted)
         label = f"Ray Data, {per_call} source{'s' if per_call > 1 else ''} per call"
         if any(p.label.startswith(label) for p in probes):
@@ -685,7 +693,7 @@ def format_report(report: BenchReport) -> str:
         f"Command: `{report.command}`  ",
         f"Date: {report.started_at:%Y-%m-%d %H:%M} UTC; git {report.git_rev}  ",
         f"Machine: {_machine()}; load average at start {report.load_avg[0]:.2f}  ",
-        f"Corpus: {c.describe()}; {len(floor)} rounds of "
+        f"Corpus: {c.describe()}; {len(floor)} round{'s' if len(floor) > 1 else ''} of "
         "floor -> loop -> pipeline, interleaved, after one untimed read of every file (page cache).  ",
         f"Ray start-up (init + one task per CPU), not in the pipeline figures: {report.ray_start_s:.1f} s", "",
         "Audio seconds per second, median (min-max) over the rounds. *CPU-s measured*: process CPU time for floor "
