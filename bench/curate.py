@@ -57,6 +57,7 @@ import soxr  # noqa: E402
 
 from pipelines.audio import (AudioDecodeError, Segmenter, decode_stream, encode_flac, measure_quality,  # noqa: E402
                              pcm_hash, probe_audio)
+from pipelines.audio.decode import downmix_to_mono  # noqa: E402
 from pipelines.filters import check_segment  # noqa: E402
 from pipelines.labels import split_labels  # noqa: E402
 from pipelines.reader import iter_raw_objects  # noqa: E402
@@ -306,16 +307,6 @@ class Measurement:
         return self.audio_s / self.cpu_budget_s
 
 
-def _downmix(block: np.ndarray) -> np.ndarray:
-    """Channel mean by column adds (numpy's mean over a short axis is much slower, see decode.py)."""
-    mono = block[:, 0].copy()
-    for channel in range(1, block.shape[1]):
-        mono += block[:, channel]
-    if block.shape[1] > 1:
-        mono *= np.float32(1.0 / block.shape[1])
-    return mono
-
-
 def _floor_one(fileobj: Any) -> float:
     """Decode + downmix + resample one file in 10 s blocks; returns its seconds of audio."""
     with sf.SoundFile(fileobj) as sound:
@@ -324,7 +315,7 @@ def _floor_one(fileobj: Any) -> float:
             rate, _TARGET_RATE_HZ, 1, dtype="float32", quality="HQ")
         frames = 0
         for block in sound.blocks(blocksize=int(_BLOCK_S * rate), dtype="float32", always_2d=True):
-            mono = _downmix(block)
+            mono = downmix_to_mono(block)
             if stream is not None:
                 stream.resample_chunk(mono)
             frames += block.shape[0]

@@ -201,7 +201,7 @@ def _decode_blocks(
             raise AudioDecodeError("decode_error", detail) from err
         if block.shape[0] == 0:
             break
-        mono = _downmix(block)
+        mono = downmix_to_mono(block)
         if not np.isfinite(mono).all():  # NaN/inf in any channel reaches the mean
             first = frames_in + int(np.flatnonzero(~np.isfinite(mono))[0])
             detail = f"NaN or inf sample at frame {first} ({first / rate_in:.3f} s)"
@@ -275,7 +275,7 @@ class _ClipMap:
         return out
 
 
-def _downmix(block: np.ndarray) -> np.ndarray:
+def downmix_to_mono(block: np.ndarray) -> np.ndarray:
     """Mean of the channels (column adds: numpy's mean over a short axis 2 is ~10x slower)."""
     mono = block[:, 0].copy()
     for channel in range(1, block.shape[1]):
