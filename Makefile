@@ -46,7 +46,7 @@ test-all: setup
 	$(PY) -m pytest -q -m ""
 
 bench: setup
-	$(PY) bench/curate.py
+	$(PY) bench/curate.py --limit-hours 2 --repeats 3 --cpus 2 --write-results
 
 clean-data:
 	rm -rf data/lake
