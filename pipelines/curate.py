@@ -18,7 +18,7 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -95,7 +95,7 @@ def _run_row(summary: CurateSummary, config: CurateConfig, started: datetime, st
         **{k: getattr(summary, k) for k in ("inputs_seen", "inputs_skipped_unchanged", "inputs_processed",
                                             "inputs_accepted", "inputs_rejected", "segments_written",
                                             "segments_filtered", "segments_deduped", "audio_s_in", "audio_s_written")},
-        "error": error, "table_versions_json": json.dumps(summary.table_versions, sort_keys=True) or None,
+        "error": error, "table_versions_json": json.dumps(summary.table_versions, sort_keys=True),
     }
 
 

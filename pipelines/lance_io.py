@@ -10,7 +10,6 @@ their key, which makes every write idempotent. ``mode`` is always explicit
 from __future__ import annotations
 
 import io
-import json
 from typing import Iterable, Sequence
 
 import lance
@@ -122,6 +121,3 @@ def read_segment_audio(lake_root: str, storage: StorageConfig, *, filter: str | 
         out.append((sid, samples, rate))
     return out
 
-
-def _jsonable_versions(versions: dict[str, int]) -> str:
-    return json.dumps(versions, sort_keys=True)

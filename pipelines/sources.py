@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Iterator, Literal
 
 import fsspec
@@ -160,8 +160,9 @@ def _list_manifest(spec: SourceSpec, storage: StorageConfig) -> Iterator[SourceU
         labels_json = json.dumps(lab, sort_keys=True) if lab else None
         if is_remote(target):
             info = known.get(target)
-            if info is None and not is_remote(uri):
-                info = fs.info(_strip(target)) if fs.exists(_strip(target)) else None
+            if info is None and not is_remote(uri):  # a remote path inside a local manifest: ask its own store
+                target_fs = filesystem_for(target, storage)
+                info = target_fs.info(_strip(target)) if target_fs.exists(_strip(target)) else None
         else:
             try:
                 st = os.stat(target)

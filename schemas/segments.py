@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from schemas._arrow import BLOB_METADATA, stable_id
 from schemas.labels import SegmentLabels
