@@ -19,11 +19,42 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "FSQConfig", "SEANetConfig", "CodecModelConfig", "CodecLossConfig", "CodecTrainingConfig",
-    "CodecExecutionConfig", "TrainCodecConfig", "MAX_CODEBOOK_SIZE",
+    "CodecExecutionConfig", "TrainCodecConfig", "MAX_CODEBOOK_SIZE", "DEFAULT_HOLDOUT_CORPORA", "segments_filter",
 ]
 
 #: Codes are stored as uint16 (``latents.codes``): one stage's index must fit.
 MAX_CODEBOOK_SIZE = 1 << 16
+
+#: Corpora of real recordings that codec training never sees, whatever their split: the "real recordings"
+#: held-out set of ``jobs/eval_codec.py`` (codec2 test talkers, pocketsphinx LibriVox/TIDIGITS, alsa and
+#: linphone prompts: ~5 minutes of real speech from talkers absent from the rest of the seed corpus).
+DEFAULT_HOLDOUT_CORPORA: tuple[str, ...] = ("alsa", "codec2", "linphone", "pocketsphinx")
+
+
+def _sql_list(values: list[str] | tuple[str, ...]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def segments_filter(*, split: str | None, holdout_corpora: list[str] | tuple[str, ...] = DEFAULT_HOLDOUT_CORPORA,
+                    holdout: bool = False) -> str:
+    """Lance SQL over ``segments`` selecting one split outside the held-out corpora, or the held-out corpora.
+
+    Training and validation read ``segments_filter(split="train")`` / ``(split="valid")``; evaluation reads
+    ``(split="test")`` and ``(split=None, holdout=True)`` (every split of the held-out corpora), so the two
+    held-out sets never overlap anything training read.
+
+    Example:
+        >>> segments_filter(split="train", holdout_corpora=["codec2"])
+        "split = 'train' AND (corpus IS NULL OR corpus NOT IN ('codec2'))"
+    """
+    parts = [] if split is None else [f"split = '{split}'"]
+    if holdout:
+        if not holdout_corpora:
+            raise ValueError("holdout=True needs at least one held-out corpus")
+        parts.append(f"corpus IN ({_sql_list(holdout_corpora)})")
+    elif holdout_corpora:
+        parts.append(f"(corpus IS NULL OR corpus NOT IN ({_sql_list(holdout_corpora)}))")
+    return " AND ".join(parts) if parts else "true"
 
 
 class _Strict(BaseModel):
