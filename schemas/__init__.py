@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.curate import ConfigError, CurateConfig, load_config
+from schemas.latents import LATENTS_SCHEMA, LatentRow
 from schemas.rejects import REJECTS_SCHEMA, RejectReason, RejectRow, RejectStage
 from schemas.runs import RUNS_SCHEMA, RunRow
 from schemas.segments import SEGMENTS_SCHEMA, SegmentRow
@@ -15,7 +16,7 @@ from schemas.sources import SOURCES_SCHEMA, SourceRow
 __all__ = [
     "ConfigError", "CurateConfig", "load_config", "config_model_for",
     "SEGMENTS_SCHEMA", "SegmentRow", "SOURCES_SCHEMA", "SourceRow", "REJECTS_SCHEMA", "RejectRow", "RejectReason",
-    "RejectStage", "RUNS_SCHEMA", "RunRow",
+    "RejectStage", "RUNS_SCHEMA", "RunRow", "LATENTS_SCHEMA", "LatentRow",
 ]
 
 
@@ -26,8 +27,16 @@ def config_model_for(path: str | Path) -> type[BaseModel]:
         from schemas.seed import SeedConfig
 
         return SeedConfig
+    if name.startswith("encode"):
+        from schemas.encode import EncodeConfig
+
+        return EncodeConfig
     if name.startswith("curate"):
         return CurateConfig
+    if name.startswith("eval_codec"):
+        from schemas.eval_codec import EvalCodecConfig
+
+        return EvalCodecConfig
     if name.startswith("train_codec"):
         from schemas.codec import TrainCodecConfig
 

@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.storage import StorageConfig
+
 __all__ = [
     "FSQConfig", "SEANetConfig", "CodecModelConfig", "CodecLossConfig", "CodecTrainingConfig",
     "CodecExecutionConfig", "TrainCodecConfig", "MAX_CODEBOOK_SIZE", "DEFAULT_HOLDOUT_CORPORA", "segments_filter",
@@ -161,13 +163,19 @@ class CodecTrainingConfig(_Strict):
     valid_every_steps: int = Field(default=250, ge=1)
     log_every_steps: int = Field(default=10, ge=1)
     seed: int = 0
+    keep_checkpoints: int = Field(default=3, ge=1, description="step checkpoints kept besides latest.pt")
+    valid_clips: int = Field(default=64, ge=1, description="valid-split segments scored at each validation")
+    valid_crop_s: float = Field(default=2.0, gt=0, description="seconds from the start of each valid segment")
 
 
 class CodecExecutionConfig(_Strict):
     """How Ray Train runs it; defaults suit 2 cores (fractional CPUs leave room for the Ray Data input)."""
 
     num_workers: int = Field(default=1, ge=1)
-    cpus_per_worker: float = Field(default=1.0, gt=0)
+    cpus_per_worker: float = Field(default=1.0, gt=0, description=(
+        "Ray CPUs per train worker; leave at least one CPU of the cluster for the Ray Data crop readers"))
+    data_cpus_per_task: float = Field(default=0.25, gt=0, description="Ray CPUs per crop-reading task")
+    crops_per_block: int = Field(default=256, ge=1, description="crops per Ray Data block (memory ~ 64 KB/s/crop)")
     torch_threads: int | None = Field(default=1, ge=1, description=(
         "intra-op threads per worker; 1 is steadiest on a shared 2-core machine (2 threads stalled 3-10x on "
         "barriers when other processes took a core); None: torch's default"))
@@ -178,9 +186,13 @@ class TrainCodecConfig(_Strict):
     """The whole codec training job: which model, on which segments, for how long, where checkpoints go."""
 
     lake_root: str = "data/lake"
-    output_dir: str = "data/checkpoints/codec"
+    output_dir: str = Field(default="data/checkpoints/codec", description=(
+        "checkpoints/, metrics.jsonl and loss_curve.png go here (a path or s3:// URI); a re-run resumes from it"))
     train_split: str = "train"
     valid_split: str = "valid"
+    holdout_corpora: list[str] = Field(default_factory=lambda: list(DEFAULT_HOLDOUT_CORPORA), description=(
+        "corpora never read for training or validation (the real-recordings evaluation set)"))
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     preset: str | None = Field(default=None, description="a name from models.codec.presets.PRESETS")
     model: CodecModelConfig | None = None
     loss: CodecLossConfig = Field(default_factory=CodecLossConfig)

@@ -13,7 +13,14 @@ load with the codec id that keys the ``latents`` table::
 from __future__ import annotations
 
 from models.codec.builders import build_codec, build_codec_loss, resolve_model_config
-from models.codec.checkpoint import CheckpointError, CheckpointMeta, codec_id_for, load_checkpoint, save_checkpoint
+from models.codec.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    codec_id_for,
+    export_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from models.codec.fsq import FSQ, QuantizedResult, ResidualFSQ
 from models.codec.losses import CodecLoss, CodecLosses, MultiResolutionMelLoss, MultiResolutionSTFTLoss, mel_filterbank
 from models.codec.model import CodecEncoding, CodecOutput, SpeechCodec
@@ -27,5 +34,5 @@ __all__ = [
     "CodecLoss", "CodecLosses", "MultiResolutionSTFTLoss", "MultiResolutionMelLoss", "mel_filterbank",
     "PRESETS", "preset", "codec_50hz_2x8555", "codec_25hz_4x8555", "codec_50hz_1x8555", "codec_tiny_test",
     "build_codec", "build_codec_loss", "resolve_model_config",
-    "CheckpointError", "CheckpointMeta", "codec_id_for", "save_checkpoint", "load_checkpoint",
+    "CheckpointError", "CheckpointMeta", "codec_id_for", "save_checkpoint", "load_checkpoint", "export_checkpoint",
 ]

@@ -25,7 +25,7 @@ from torch import nn
 from schemas.codec import CodecModelConfig
 
 __all__ = ["CheckpointError", "CheckpointMeta", "codec_id_for", "save_checkpoint", "load_checkpoint",
-           "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+           "export_checkpoint", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_FORMAT = "lsm-codec"
 CHECKPOINT_VERSION = 1
@@ -154,3 +154,22 @@ def load_checkpoint(path: str | Path, expected_codec_id: str | None = None, *,
     meta = CheckpointMeta(codec_id=stored_id, step=int(payload["step"]), optimizer_state=payload.get("optimizer_state"),
                           extra=dict(payload.get("extra") or {}), torch_version=str(payload.get("torch_version", "")))
     return model.eval().to(map_location), config, meta
+
+
+def export_checkpoint(src: str | Path, dst: str | Path, *, half: bool = True, note: str | None = None) -> Path:
+    """Write an inference-only copy of a training checkpoint: no optimizer state, weights in fp16 if ``half``.
+
+    Why: the optimizer state is twice the weights and fp32 weights are twice
+    fp16; the shipped checkpoint must stay a few MB. Loading converts back to
+    fp32 (``load_state_dict`` copies into the fp32 parameters), so the codec
+    id is unchanged; the codes the exported weights give are what every
+    consumer of the shipped file sees (the eval job scores exactly this file).
+    """
+    model, config, meta = load_checkpoint(src)
+    if half:
+        model = model.half()
+    extra = {k: v for k, v in meta.extra.items() if isinstance(v, (int, float, str))}
+    extra.update(exported_from_step=meta.step, exported_dtype="float16" if half else "float32")
+    if note:
+        extra["note"] = note
+    return save_checkpoint(dst, model, config, step=meta.step, extra=extra)

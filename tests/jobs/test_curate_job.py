@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +14,9 @@ import pytest
 import yaml
 
 from pipelines.lance_io import table_uri
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
 from tests.raw_corpus import make_raw_corpus
+from tests.ray_head import local_ray_head, submit_job
 
 PY = sys.executable
 
@@ -92,20 +92,6 @@ def test_bad_config_fails_before_any_work_naming_the_key(tmp_path):
     assert not (tmp_path / "lake").exists(), "nothing may be written for a bad config"
 
 
-def _wait_for_dashboard(port: int, head: subprocess.Popen, timeout_s: float = 90) -> None:
-    import urllib.request
-
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        assert head.poll() is None, "ray start --head exited"
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/version", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError("Ray dashboard did not come up on loopback")
-
-
 def test_missing_source_fails_clearly_and_is_recorded_as_a_failed_run(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"lake_root": str(tmp_path / "lake"),
@@ -124,42 +110,9 @@ def test_ray_job_submit_against_a_local_head(tmp_path):
     make_raw_corpus(raw, with_bad=False)
     lake = tmp_path / "lake"
     cfg = _write_config(tmp_path / "job.yaml", raw, lake, commit_every=100)
-    bindir = Path(PY).parent
-    ray_exe = shutil.which("ray", path=str(bindir)) or "ray"
-    env = {**_env(), "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("RAY_ADDRESS", None)
-    gcs, dash = free_port(), free_port()
-    import tempfile
-
-    temp_dir = tempfile.mkdtemp(prefix="rayt", dir="/tmp")  # private: its ray_current_cluster dies with it
-    # --block keeps the head in one process group we own: stopping it cannot touch the tests' own Ray.
-    head = subprocess.Popen([ray_exe, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2",
-                             "--include-dashboard=true", "--disable-usage-stats", f"--temp-dir={temp_dir}",
-                             # every service on a free port: another Ray on this machine must not collide
-                             *(f"--{name}={free_port()}" for name in (
-                                 "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-                                 "runtime-env-agent-port", "ray-client-server-port", "node-manager-port",
-                                 "object-manager-port"))],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        _wait_for_dashboard(dash, head)
-        cmd = [ray_exe, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", str(ROOT),
-               "--", "python", "jobs/curate.py", "--config", str(cfg)]
-        for _ in range(15):  # the head's job agent comes up a little after the dashboard
-            sub = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
-            if "No available agent" not in sub.stderr:
-                break
-            time.sleep(2)
+    with local_ray_head() as (address, env, ray_exe):
+        sub = submit_job(address, env, ray_exe, ["jobs/curate.py", "--config", str(cfg)])
         assert sub.returncode == 0, sub.stdout[-3000:] + sub.stderr[-3000:]
         assert "succeeded" in sub.stdout.lower()
         seg = lance.dataset(table_uri(str(lake), "segments"))
         assert seg.count_rows() == 4
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(head.pid, sig)
-                head.wait(timeout=30)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        shutil.rmtree(temp_dir, ignore_errors=True)
