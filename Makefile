@@ -34,10 +34,13 @@ apt:
 
 demo: setup
 	$(PY) jobs/make_seed_corpus.py --config configs/make_seed_corpus.yaml
-	$(PY) jobs/curate.py --config configs/curate.yaml --summary
+	$(PY) jobs/curate.py --config configs/curate.yaml
+	$(PY) jobs/encode.py --config configs/encode.yaml
+	$(PY) -c "from pipelines.lake_summary import summarize_lake; from schemas.storage import StorageConfig; print(summarize_lake('data/lake', StorageConfig()))"
 	@echo
 	@echo "Tables are under $$(pwd)/data/lake (Lance). Query them, e.g.:"
 	@echo "  $(PY) -c \"import lance; print(lance.dataset('data/lake/segments.lance').to_table(columns=['segment_id','speaker','duration_s','snr_db'], filter=\\\"split = 'test'\\\", limit=5))\""
+	@echo "  $(PY) jobs/decode_latents.py --lake-root data/lake --checkpoint checkpoints/codec_50hz_2x8555.pt --segment-id <id> --out x.wav"
 
 test: setup
 	$(PY) -m pytest -q

@@ -33,7 +33,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -58,6 +57,7 @@ import soxr  # noqa: E402
 from pipelines.audio import (AudioDecodeError, Segmenter, decode_stream, encode_flac, measure_quality,  # noqa: E402
                              pcm_hash, probe_audio)
 from pipelines.audio.decode import downmix_to_mono  # noqa: E402
+from pipelines.eval.markdown import git_revision  # noqa: E402
 from pipelines.filters import check_segment  # noqa: E402
 from pipelines.labels import split_labels  # noqa: E402
 from pipelines.reader import iter_raw_objects  # noqa: E402
@@ -628,7 +628,7 @@ def _on_machine(measure: Callable[[], Measurement]) -> Measurement:
 def run_bench(corpus: Corpus, config: CurateConfig, *, cpus: int, repeats: int, out_dir: Path,
               command: str, diagnose: bool = False, progress: Callable[[str], None] = print) -> BenchReport:
     """Interleave floor, loop and pipeline ``repeats`` times (ratios within a round share the machine's mood)."""
-    started, load, rev = datetime.now(timezone.utc), os.getloadavg(), _git_rev()
+    started, load, rev = datetime.now(timezone.utc), os.getloadavg(), git_revision(REPO_ROOT)
     warm_page_cache(corpus)
     warm = Corpus(corpus.manifest, corpus.units[:8], 0, 0.0)  # imports and caches, in this process, untimed
     measure_floor(warm), measure_loop(warm, out_dir / "warm-up", config)
@@ -751,17 +751,6 @@ def _display_path(path: Path) -> str:
         return str(path.resolve().relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
-
-
-def _git_rev() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return out + (" (+ uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def write_results(section: str, path: Path) -> None:

@@ -17,7 +17,7 @@ __all__ = ["summarize_lake"]
 def summarize_lake(lake_root: str, storage: StorageConfig, *, top_speakers: int = 15) -> str:
     """Multi-line summary of every table under ``lake_root``."""
     lines = [f"lake: {lake_root}"]
-    for name in TABLES:
+    for name in (*TABLES, "latents"):
         ds = open_table(table_uri(lake_root, name), storage)
         lines.append(f"  {name:<9} {'(not written yet)' if ds is None else f'{ds.count_rows():>7} rows, version {ds.version}'}")
     seg = open_table(table_uri(lake_root, "segments"), storage)
@@ -37,6 +37,16 @@ def summarize_lake(lake_root: str, storage: StorageConfig, *, top_speakers: int 
         ranked = sorted(hours.items(), key=lambda kv: -kv[1])
         lines.append(f"  hours by speaker ({len(ranked)} speakers, top {min(top_speakers, len(ranked))}):")
         lines += [f"    {k:<40} {v:6.3f} h" for k, v in ranked[:top_speakers]]
+    lat = open_table(table_uri(lake_root, "latents"), storage)
+    if lat is not None and lat.count_rows():
+        t = lat.to_table(columns=["codec_id", "duration_s", "bitrate_bps"])
+        per_codec: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+        for codec, d, bps in zip(*(t.column(c).to_pylist() for c in t.column_names)):
+            per_codec[codec][0] += 1
+            per_codec[codec][1] += d / 3600
+            per_codec[codec][2] = bps
+        for codec, (n, h, bps) in sorted(per_codec.items()):
+            lines.append(f"latents: {codec}: {n} segments, {h:.2f} h at {bps:.0f} bps")
     rej = open_table(table_uri(lake_root, "rejects"), storage)
     if rej is not None and rej.count_rows():
         reasons = Counter(rej.to_table(columns=["reason"]).column("reason").to_pylist())

@@ -315,7 +315,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         set_learning_rate(optimizer, lr_at(step, base=tr.learning_rate, warmup_steps=tr.lr_warmup_steps,
                                            total_steps=tr.max_steps))
         terms = train_step(model, loss_fn, optimizer, torch.tensor(batch["audio"]),
-                           grad_clip_norm=tr.grad_clip_norm)
+                           grad_clip_norm=tr.grad_clip_norm, latent_penalty_weight=config.loss.latent_penalty_weight,
+                           latent_bound=config.loss.latent_bound)
         train_seconds += time.perf_counter() - t0
         step += 1
         steps_in_window += 1

@@ -138,6 +138,11 @@ class CodecLossConfig(_Strict):
     spectral_convergence_weight: float = Field(default=1.0, ge=0)
     log_magnitude_weight: float = Field(default=1.0, ge=0)
     mel_weight: float = Field(default=1.0, ge=0)
+    latent_penalty_weight: float = Field(default=1.0, ge=0, description=(
+        "weight of mean(relu(|z| - latent_bound)^2) on the pre-quantization latent z"))
+    latent_bound: float = Field(default=2.0, gt=0, description=(
+        "|z| beyond this is penalized: FSQ's tanh is flat there, so without a restoring force Adam let z "
+        "drift to |z| ~ 60 here, every frame got the same code, and the decoder learned to ignore the latent"))
 
     @model_validator(mode="after")
     def _check_mel(self) -> "CodecLossConfig":

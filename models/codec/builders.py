@@ -50,4 +50,4 @@ def build_codec(config: CodecModelConfig | TrainCodecConfig | str) -> SpeechCode
 def build_codec_loss(config: CodecLossConfig | None = None, *, sample_rate_hz: int = 16000) -> CodecLoss:
     """The reconstruction objective for a loss config (defaults when None)."""
     cfg = config or CodecLossConfig()
-    return CodecLoss(**cfg.model_dump(), sample_rate_hz=sample_rate_hz)
+    return CodecLoss(**cfg.model_dump(exclude={"latent_penalty_weight", "latent_bound"}), sample_rate_hz=sample_rate_hz)
