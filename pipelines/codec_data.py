@@ -9,7 +9,9 @@ then streams that plan through :func:`read_crops`, which fetches each FLAC
 blob by row address and decodes just the crop (libsndfile seeks in FLAC), so
 audio is never materialized beyond the blocks in flight. A resumed run
 streams the plan from its checkpoint's step: the same crops, in the same
-order, as if it had never stopped.
+order, as if it had never stopped. Crops are drawn in chunks of 1000 steps,
+each from its own generator, so raising ``max_steps`` to train on keeps
+every crop drawn so far.
 
 Crops are drawn uniformly over audio time (a segment's chance is
 proportional to its duration); a segment shorter than a crop is zero-padded.
@@ -32,6 +34,7 @@ __all__ = ["CropPlan", "SegmentIndex", "index_segments", "make_crop_plan", "read
            "storage_options_for"]
 
 SAMPLE_RATE_HZ = 16000
+_STEPS_PER_DRAW = 1000
 
 
 @dataclass(frozen=True)
@@ -94,15 +97,24 @@ def make_crop_plan(index: SegmentIndex, *, steps: int, batch_size: int, crop_s: 
         (6, ['step', 'row_address', 'offset'])
     """
     crop = int(round(crop_s * SAMPLE_RATE_HZ))
-    rng = np.random.default_rng(seed)
-    weights = np.maximum(index.num_samples, 1).astype(np.float64)
-    picks = rng.choice(len(weights), size=steps * batch_size, p=weights / weights.sum())
-    room = np.maximum(index.num_samples[picks] - crop, 0)
-    offsets = (rng.random(len(picks)) * (room + 1)).astype(np.int64)
+    p = np.maximum(index.num_samples, 1).astype(np.float64)
+    p /= p.sum()
+    picks, offsets = [], []
+    for chunk_start in range(0, steps, _STEPS_PER_DRAW):
+        # one generator per chunk of steps: a longer run's plan starts with a shorter run's plan, so raising
+        # max_steps and re-running continues with the same crops up to the old end
+        rng = np.random.default_rng([seed, chunk_start // _STEPS_PER_DRAW])
+        n = (min(chunk_start + _STEPS_PER_DRAW, steps) - chunk_start) * batch_size
+        full = _STEPS_PER_DRAW * batch_size  # always draw a whole chunk, then cut: the draws never depend on steps
+        chunk_picks = rng.choice(len(p), size=full, p=p)
+        room = np.maximum(index.num_samples[chunk_picks] - crop, 0)
+        picks.append(chunk_picks[:n])
+        offsets.append((rng.random(full) * (room + 1)).astype(np.int64)[:n])
+    all_picks = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
     table = pa.table({
         "step": pa.array(np.repeat(np.arange(steps, dtype=np.int64), batch_size)),
-        "row_address": pa.array(index.row_addresses[picks]),
-        "offset": pa.array(offsets),
+        "row_address": pa.array(index.row_addresses[all_picks]),
+        "offset": pa.array(np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64)),
     })
     return CropPlan(table=table, crop_samples=crop, batch_size=batch_size)
 

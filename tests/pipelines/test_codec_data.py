@@ -35,6 +35,9 @@ def test_plan_is_a_pure_function_of_the_seed_and_resumes_at_a_step():
     rest = a.from_step(30)
     assert rest.num_rows == 20 * 4 and rest.column("step").to_pylist()[0] == 30
     assert rest.equals(a.table.slice(120))
+    longer = make_crop_plan(idx, steps=2500, batch_size=4, crop_s=0.5, seed=7)
+    shorter = make_crop_plan(idx, steps=1200, batch_size=4, crop_s=0.5, seed=7)
+    assert longer.table.slice(0, shorter.table.num_rows).equals(shorter.table), "raising max_steps keeps the crops"
 
 
 def test_crops_fit_their_segment_and_follow_its_duration():
