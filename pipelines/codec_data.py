@@ -28,10 +28,9 @@ import pyarrow as pa
 import soundfile as sf
 
 from pipelines.lance_io import open_table, table_uri
-from schemas.storage import StorageConfig, is_remote
+from schemas.storage import StorageConfig
 
-__all__ = ["CropPlan", "SegmentIndex", "index_segments", "make_crop_plan", "read_crops", "read_valid_clips",
-           "storage_options_for"]
+__all__ = ["CropPlan", "SegmentIndex", "index_segments", "make_crop_plan", "read_crops", "read_valid_clips"]
 
 SAMPLE_RATE_HZ = 16000
 _STEPS_PER_DRAW = 1000
@@ -122,11 +121,14 @@ def make_crop_plan(index: SegmentIndex, *, steps: int, batch_size: int, crop_s: 
 _OPEN: dict[tuple[str, int], lance.LanceDataset] = {}
 
 
-def _dataset(uri: str, version: int, storage_options: dict | None) -> lance.LanceDataset:
+def _dataset(uri: str, version: int, storage: StorageConfig) -> lance.LanceDataset:
     """One open dataset per (uri, version) per worker process (opening costs a manifest read)."""
     key = (uri, version)
     if key not in _OPEN:
-        _OPEN[key] = lance.dataset(uri, version=version, storage_options=storage_options)
+        ds = open_table(uri, storage, version=version)
+        if ds is None:
+            raise FileNotFoundError(f"segments table {uri} (version {version}) is gone")
+        _OPEN[key] = ds
     return _OPEN[key]
 
 
@@ -142,9 +144,9 @@ def _decode_crop(blob: bytes, offset: int, crop_samples: int) -> np.ndarray:
 
 
 def read_crops(batch: dict[str, np.ndarray], *, uri: str, version: int, crop_samples: int,
-               storage_options: dict | None = None) -> dict[str, np.ndarray]:
+               storage: StorageConfig | None = None) -> dict[str, np.ndarray]:
     """Ray Data map_batches function: plan rows -> ``{"step": int64[n], "audio": float32[n, crop_samples]}``."""
-    ds = _dataset(uri, version, storage_options)
+    ds = _dataset(uri, version, storage or StorageConfig())
     addresses = batch["row_address"].astype(np.uint64)
     unique = sorted(set(addresses.tolist()))
     blobs = dict(ds.read_blobs("audio", addresses=unique, preserve_order=True))
@@ -169,7 +171,3 @@ def read_valid_clips(lake_root: str, storage: StorageConfig, filter: str, *, cli
         out[i, :min(crop, len(mono))] = mono[:crop]
     return out
 
-
-def storage_options_for(uri: str, storage: StorageConfig) -> dict | None:
-    """Lance ``storage_options`` for a table URI (None for local paths)."""
-    return storage.lance_options() if is_remote(uri) else None

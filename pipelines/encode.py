@@ -36,11 +36,12 @@ import pyarrow.compute as pc
 
 from pipelines.encode_stage import INPUT_COLUMNS, EncodeSegments
 from pipelines.lance_io import open_table, read_column_values, table_uri, table_versions, upsert_rows, write_ray_dataset
-from pipelines.latents import LatentsLookupError, LatentStorage, measure_latent_storage, sql_quote
+from pipelines.latents import LatentsLookupError, LatentStorage, measure_latent_storage
 from pipelines.ray_env import init_ray
 from schemas.encode import EncodeConfig
 from schemas.latents import LATENTS_SCHEMA
 from schemas.runs import RUNS_SCHEMA
+from schemas.sql import sql_quote
 from schemas.storage import StorageConfig, resolve_uri
 
 __all__ = ["run_encode", "plan_encode", "EncodePlan", "EncodeSummary", "EncodeInputError", "EncodeAccountingError"]

@@ -37,6 +37,7 @@ from pipelines.eval.report import plot_codec_bars, summarize_codecs
 from pipelines.eval.score import INPUT_CODEC, PCM_BITRATE_BPS, CheckpointCodec, Clip, ClipResult, score_clips
 from pipelines.lance_io import open_table, read_segment_audio, table_uri
 from schemas.eval_codec import RESULTS_MARKER, EvalCodecConfig
+from schemas.sql import sql_list
 from schemas.storage import StorageConfig, resolve_uri
 
 __all__ = ["EvalConfigError", "EvalDataError", "EvalSet", "EvalReport", "load_codecs", "select_clips",
@@ -229,7 +230,7 @@ def _score_chunk(lake_root: str, storage: StorageConfig, clip_ids: list[str], se
                  checkpoints: list[CheckpointCodec], baselines: list[str], include_input: bool, with_dnsmos: bool,
                  torch_threads: int) -> list[ClipResult]:
     """A Ray task: read these clips' audio and score every codec on them."""
-    quoted = ", ".join("'" + i.replace("'", "''") + "'" for i in clip_ids)
+    quoted = sql_list(clip_ids)
     audio = {sid: (samples, rate) for sid, samples, rate in
              read_segment_audio(lake_root, storage, filter=f"segment_id IN ({quoted})")}
     clips = []

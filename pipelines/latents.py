@@ -17,19 +17,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.lance_io import open_table, read_column_values, table_uri
+from schemas.sql import sql_quote
 from schemas.storage import StorageConfig, resolve_uri
 
 __all__ = ["LatentsLookupError", "LatentStorage", "read_latent_codes", "decode_codes", "decode_latents",
-           "measure_latent_storage", "sql_quote"]
+           "measure_latent_storage"]
 
 
 class LatentsLookupError(LookupError):
     """No such segment / codec in ``latents`` (or no checkpoint to decode it); the message is one line."""
-
-
-def sql_quote(value: str) -> str:
-    """``value`` as a Lance SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def read_latent_codes(lake_root: str, segment_id: str, codec_id: str,

@@ -209,13 +209,13 @@ def _fit(config: TrainCodecConfig, codec_id: str, plan, start_step: int, index, 
     from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
 
-    from pipelines.codec_data import read_crops, storage_options_for
+    from pipelines.codec_data import read_crops
     remaining = plan.from_step(start_step)
     blocks = [remaining.slice(i, ex.crops_per_block) for i in range(0, remaining.num_rows, ex.crops_per_block)]
     crops = ray.data.from_arrow(blocks).map_batches(
         read_crops, batch_format="numpy", batch_size=None, num_cpus=ex.data_cpus_per_task,
         fn_kwargs={"uri": index.uri, "version": index.version, "crop_samples": plan.crop_samples,
-                   "storage_options": storage_options_for(index.uri, config.storage)})
+                   "storage": config.storage})
     loop_config = {"config": config.model_dump(mode="json"), "codec_id": codec_id, "start_step": start_step,
                    "segments_version": index.version, "valid_filter": valid_filter}
     storage_path = None if is_remote(config.output_dir) else str(Path(config.output_dir) / "ray_train")

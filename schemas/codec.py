@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.sql import sql_list
 from schemas.storage import StorageConfig
 
 __all__ = [
@@ -31,10 +32,6 @@ MAX_CODEBOOK_SIZE = 1 << 16
 #: held-out set of ``jobs/eval_codec.py`` (codec2 test talkers, pocketsphinx LibriVox/TIDIGITS, alsa and
 #: linphone prompts: ~5 minutes of real speech from talkers absent from the rest of the seed corpus).
 DEFAULT_HOLDOUT_CORPORA: tuple[str, ...] = ("alsa", "codec2", "linphone", "pocketsphinx")
-
-
-def _sql_list(values: list[str] | tuple[str, ...]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
 def segments_filter(*, split: str | None, holdout_corpora: list[str] | tuple[str, ...] = DEFAULT_HOLDOUT_CORPORA,
@@ -53,9 +50,9 @@ def segments_filter(*, split: str | None, holdout_corpora: list[str] | tuple[str
     if holdout:
         if not holdout_corpora:
             raise ValueError("holdout=True needs at least one held-out corpus")
-        parts.append(f"corpus IN ({_sql_list(holdout_corpora)})")
+        parts.append(f"corpus IN ({sql_list(holdout_corpora)})")
     elif holdout_corpora:
-        parts.append(f"(corpus IS NULL OR corpus NOT IN ({_sql_list(holdout_corpora)}))")
+        parts.append(f"(corpus IS NULL OR corpus NOT IN ({sql_list(holdout_corpora)}))")
     return " AND ".join(parts) if parts else "true"
 
 
