@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# Installed after the lock, without their declared deps (those they need are pinned in requirements.lock):
+# Resemblyzer declares the `typing` backport and the `webrtcvad` sdist (a compiler); webrtcvad-wheels provides it.
+NO_DEPS_PACKAGES := resemblyzer==0.1.4
 # Debian packages: synthesizers and real-speech data for the seed corpus, codecs for baselines/effects.
 APT_PACKAGES := espeak-ng festival flite festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
 	codec2 codec2-examples opus-tools ffmpeg \
@@ -22,6 +25,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -r requirements.lock
+	$(PIP) install -q --no-deps $(NO_DEPS_PACKAGES)
 	@touch $@
 
 apt:
@@ -36,8 +40,11 @@ demo: setup
 	$(PY) jobs/make_seed_corpus.py --config configs/make_seed_corpus.yaml
 	$(PY) jobs/curate.py --config configs/curate.yaml
 	$(PY) jobs/encode.py --config configs/encode.yaml
+	$(PY) jobs/encode_factors.py --config configs/encode_factors.yaml
+	$(PY) jobs/recombine.py --config configs/recombine.yaml
 	$(PY) -c "from pipelines.lake_summary import summarize_lake; from schemas.storage import StorageConfig; print(summarize_lake('data/lake', StorageConfig()))"
 	@echo
+	@echo "Recombination report (open in a browser): $$(pwd)/data/reports/recombine.html"
 	@echo "Tables are under $$(pwd)/data/lake (Lance). Query them, e.g.:"
 	@echo "  $(PY) -c \"import lance; print(lance.dataset('data/lake/segments.lance').to_table(columns=['segment_id','speaker','duration_s','snr_db'], filter=\\\"split = 'test'\\\", limit=5))\""
 	@echo "  $(PY) jobs/decode_latents.py --lake-root data/lake --checkpoint checkpoints/codec_50hz_2x8555.pt --segment-id <id> --out x.wav"

@@ -22,12 +22,11 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-import lance
 import numpy as np
 import pyarrow as pa
 import soundfile as sf
 
-from pipelines.lance_io import open_table, table_uri
+from pipelines.lance_io import open_pinned, open_table, table_uri
 from schemas.storage import StorageConfig
 
 __all__ = ["CropPlan", "SegmentIndex", "index_segments", "make_crop_plan", "read_crops", "read_valid_clips"]
@@ -118,20 +117,6 @@ def make_crop_plan(index: SegmentIndex, *, steps: int, batch_size: int, crop_s: 
     return CropPlan(table=table, crop_samples=crop, batch_size=batch_size)
 
 
-_OPEN: dict[tuple[str, int], lance.LanceDataset] = {}
-
-
-def _dataset(uri: str, version: int, storage: StorageConfig) -> lance.LanceDataset:
-    """One open dataset per (uri, version) per worker process (opening costs a manifest read)."""
-    key = (uri, version)
-    if key not in _OPEN:
-        ds = open_table(uri, storage, version=version)
-        if ds is None:
-            raise FileNotFoundError(f"segments table {uri} (version {version}) is gone")
-        _OPEN[key] = ds
-    return _OPEN[key]
-
-
 def _decode_crop(blob: bytes, offset: int, crop_samples: int) -> np.ndarray:
     with sf.SoundFile(io.BytesIO(blob)) as f:
         f.seek(min(offset, max(f.frames - 1, 0)))
@@ -146,7 +131,7 @@ def _decode_crop(blob: bytes, offset: int, crop_samples: int) -> np.ndarray:
 def read_crops(batch: dict[str, np.ndarray], *, uri: str, version: int, crop_samples: int,
                storage: StorageConfig | None = None) -> dict[str, np.ndarray]:
     """Ray Data map_batches function: plan rows -> ``{"step": int64[n], "audio": float32[n, crop_samples]}``."""
-    ds = _dataset(uri, version, storage or StorageConfig())
+    ds = open_pinned(uri, version, storage or StorageConfig())
     addresses = batch["row_address"].astype(np.uint64)
     unique = sorted(set(addresses.tolist()))
     blobs = dict(ds.read_blobs("audio", addresses=unique, preserve_order=True))

@@ -17,7 +17,7 @@ __all__ = ["summarize_lake"]
 def summarize_lake(lake_root: str, storage: StorageConfig, *, top_speakers: int = 15) -> str:
     """Multi-line summary of every table under ``lake_root``."""
     lines = [f"lake: {lake_root}"]
-    for name in (*TABLES, "latents"):
+    for name in (*TABLES, "latents", "factors", "synthetic"):
         ds = open_table(table_uri(lake_root, name), storage)
         lines.append(f"  {name:<9} {'(not written yet)' if ds is None else f'{ds.count_rows():>7} rows, version {ds.version}'}")
     seg = open_table(table_uri(lake_root, "segments"), storage)
@@ -47,6 +47,16 @@ def summarize_lake(lake_root: str, storage: StorageConfig, *, top_speakers: int 
             per_codec[codec][2] = bps
         for codec, (n, h, bps) in sorted(per_codec.items()):
             lines.append(f"latents: {codec}: {n} segments, {h:.2f} h at {bps:.0f} bps")
+    fac = open_table(table_uri(lake_root, "factors"), storage)
+    if fac is not None and fac.count_rows():
+        counts = Counter(fac.to_table(columns=["factorizer_id"]).column("factorizer_id").to_pylist())
+        lines += [f"factors: {fid}: {n} segments" for fid, n in sorted(counts.items())]
+    syn = open_table(table_uri(lake_root, "synthetic"), storage)
+    if syn is not None and syn.count_rows():
+        t = syn.to_table(columns=["passed", "duration_s"])
+        passed = [d for p, d in zip(t.column("passed").to_pylist(), t.column("duration_s").to_pylist()) if p]
+        lines.append(f"synthetic: {t.num_rows} made ({sum(t.column('duration_s').to_pylist()) / 3600:.2f} h), "
+                     f"{len(passed)} passed the gates ({sum(passed) / 3600:.2f} h)")
     rej = open_table(table_uri(lake_root, "rejects"), storage)
     if rej is not None and rej.count_rows():
         reasons = Counter(rej.to_table(columns=["reason"]).column("reason").to_pylist())

@@ -20,7 +20,7 @@ import soundfile as sf
 from schemas.storage import StorageConfig, is_remote
 
 __all__ = [
-    "TABLES", "table_uri", "open_table", "upsert_rows", "write_ray_dataset", "table_versions",
+    "TABLES", "table_uri", "open_table", "open_pinned", "upsert_rows", "write_ray_dataset", "table_versions",
     "read_column_values", "read_segment_audio",
 ]
 
@@ -44,6 +44,26 @@ def open_table(uri: str, storage: StorageConfig, version: int | str | None = Non
         if "not found" in str(exc).lower() or "does not exist" in str(exc).lower() or isinstance(exc, FileNotFoundError):
             return None
         raise
+
+
+_PINNED: dict[tuple[str, int], lance.LanceDataset] = {}
+
+
+def open_pinned(uri: str, version: int, storage: StorageConfig) -> lance.LanceDataset:
+    """The table at one version, opened once per worker process (opening costs a manifest read).
+
+    For Ray Data read functions that run many times per worker on a version the driver pinned.
+
+    Raises:
+        FileNotFoundError: the table or that version is gone.
+    """
+    key = (uri, version)
+    if key not in _PINNED:
+        ds = open_table(uri, storage, version=version)
+        if ds is None:
+            raise FileNotFoundError(f"table {uri} (version {version}) is gone")
+        _PINNED[key] = ds
+    return _PINNED[key]
 
 
 def upsert_rows(

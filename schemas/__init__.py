@@ -27,6 +27,10 @@ def config_model_for(path: str | Path) -> type[BaseModel]:
         from schemas.seed import SeedConfig
 
         return SeedConfig
+    if name.startswith("encode_factors"):  # before "encode", which it starts with
+        from schemas.encode_factors import EncodeFactorsConfig
+
+        return EncodeFactorsConfig
     if name.startswith("encode"):
         from schemas.encode import EncodeConfig
 
@@ -41,4 +45,12 @@ def config_model_for(path: str | Path) -> type[BaseModel]:
         from schemas.codec import TrainCodecConfig
 
         return TrainCodecConfig
+    if name.startswith("recombine"):
+        from schemas.recombine import RecombineConfig
+
+        return RecombineConfig
+    if name.startswith("train_factorizer"):
+        from schemas.train_factorizer import TrainFactorizerConfig
+
+        return TrainFactorizerConfig
     raise KeyError(f"no config model known for {path}")

@@ -1,7 +1,8 @@
 """The ``latents`` table: one segment encoded by one codec per row.
 
-Key: ``(segment_id, codec_id)``. ``codec_id`` names the exact model
-(``<preset>-<config hash>``, see ``models.codec.checkpoint.codec_id_for``), so
+Key: ``(segment_id, codec_id)``. ``codec_id`` names the exact model, weights
+included (``<preset>-<config hash>-w<weights hash>``, see
+``models.codec.checkpoint``), so retrained weights never pass as the old ones,
 several codecs' latents of the same segment live side by side and an encode
 run only ever adds the pairs that are missing (idempotent, incremental).
 

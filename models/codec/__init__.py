@@ -16,10 +16,12 @@ from models.codec.builders import build_codec, build_codec_loss, resolve_model_c
 from models.codec.checkpoint import (
     CheckpointError,
     CheckpointMeta,
+    architecture_id,
     codec_id_for,
     export_checkpoint,
     load_checkpoint,
     save_checkpoint,
+    weights_digest,
 )
 from models.codec.fsq import FSQ, QuantizedResult, ResidualFSQ
 from models.codec.losses import CodecLoss, CodecLosses, MultiResolutionMelLoss, MultiResolutionSTFTLoss, mel_filterbank
@@ -34,5 +36,6 @@ __all__ = [
     "CodecLoss", "CodecLosses", "MultiResolutionSTFTLoss", "MultiResolutionMelLoss", "mel_filterbank",
     "PRESETS", "preset", "codec_50hz_2x8555", "codec_25hz_4x8555", "codec_50hz_1x8555", "codec_tiny_test",
     "build_codec", "build_codec_loss", "resolve_model_config",
-    "CheckpointError", "CheckpointMeta", "codec_id_for", "save_checkpoint", "load_checkpoint", "export_checkpoint",
+    "CheckpointError", "CheckpointMeta", "codec_id_for", "architecture_id", "weights_digest",
+    "save_checkpoint", "load_checkpoint", "export_checkpoint",
 ]

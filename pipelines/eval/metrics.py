@@ -32,6 +32,7 @@ __all__ = [
     "DnsmosScorer",
     "DnsmosScores",
     "QualityScores",
+    "log_mel_spectrogram",
     "measure_mel_distance",
     "measure_pesq_wb",
     "measure_si_sdr_db",
@@ -148,7 +149,7 @@ def measure_si_sdr_db(reference: np.ndarray, decoded: np.ndarray) -> float:
 
 def measure_mel_distance(reference: np.ndarray, decoded: np.ndarray) -> float:
     """Mean |log mel(reference) - log mel(decoded)| over frames and 80 bands (nats; 0 when identical)."""
-    return float(np.mean(np.abs(_log_mel(reference) - _log_mel(decoded))))
+    return float(np.mean(np.abs(log_mel_spectrogram(reference) - log_mel_spectrogram(decoded))))
 
 
 class DnsmosScorer:
@@ -208,7 +209,7 @@ def _check_pair(reference: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray,
     return ref.astype(np.float32, copy=False), dec.astype(np.float32, copy=False)
 
 
-def _log_mel(samples: np.ndarray) -> np.ndarray:
+def log_mel_spectrogram(samples: np.ndarray) -> np.ndarray:
     """Natural-log mel power spectrogram, shape (bands, frames)."""
     x = np.asarray(samples, np.float64)
     if x.size < _MEL_FFT:

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from models.codec import build_codec, codec_id_for, codec_tiny_test, save_checkpoint
+from models.codec import build_codec, codec_tiny_test, load_checkpoint, save_checkpoint
 from pipelines.lance_io import table_uri
 from tests.conftest import ROOT
 from tests.tiny_lake import segment_row, write_segments
@@ -60,11 +60,11 @@ def test_encode_job_writes_latents_prints_storage_and_a_rerun_is_a_noop(encoded_
 
 
 def test_decode_cli_writes_a_wav_of_the_rows_length(encoded_by_job, tmp_path):
-    lake, _, _ = encoded_by_job
+    lake, ckpt, _ = encoded_by_job
     row = lance.dataset(table_uri(str(lake), "latents")).to_table(columns=["segment_id", "num_samples"]).to_pylist()[0]
     out = tmp_path / "out" / "x.wav"
     r = _run(DECODE + ["--lake-root", str(lake), "--segment-id", row["segment_id"],
-                       "--codec-id", codec_id_for(codec_tiny_test()), "--out", str(out)])
+                       "--codec-id", load_checkpoint(ckpt)[2].codec_id, "--out", str(out)])
     assert r.returncode == 0, r.stdout + r.stderr
     info = sf.info(str(out))
     assert (info.frames, info.samplerate, info.channels, info.subtype) == (row["num_samples"], 16000, 1, "PCM_16")
@@ -93,6 +93,6 @@ def test_bad_checkpoints_exit_2_with_one_line_and_write_nothing(tmp_path):
     assert line.startswith(f"error: {corrupt}: not a readable checkpoint (corrupt or truncated?)")
     r = _run(ENCODE + ["--lake-root", str(lake), "--checkpoint", str(ckpt), "--codec-id", "codec_50hz_2x8555-abc"])
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert r.stderr.strip().splitlines() == [f"error: {ckpt}: checkpoint is codec '{codec_id_for(codec_tiny_test())}', "
+    assert r.stderr.strip().splitlines() == [f"error: {ckpt}: checkpoint is codec '{load_checkpoint(ckpt)[2].codec_id}', "
                                              "expected 'codec_50hz_2x8555-abc'"]
     assert not (lake / "latents.lance").exists() and not (lake / "runs.lance").exists()

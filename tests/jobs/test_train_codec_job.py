@@ -76,7 +76,7 @@ def test_a_run_writes_checkpoints_metrics_curve_and_an_fp16_export(uninterrupted
     _, out, stdout = uninterrupted
     assert f"steps 0 -> {STEPS}" in stdout and "exported:" in stdout
     model, config, meta = load_checkpoint(out / "run" / "checkpoints" / "latest.pt")
-    assert meta.step == STEPS and meta.codec_id == codec_id_for(codec_tiny_test())
+    assert meta.step == STEPS and meta.architecture_id == codec_id_for(codec_tiny_test())
     assert meta.optimizer_state is not None and "valid_total" in meta.extra
     kept = sorted(p.name for p in (out / "run" / "checkpoints").glob("step_*.pt"))
     assert kept == ["step_0000030.pt", "step_0000035.pt", "step_0000040.pt"]  # keep_checkpoints=3

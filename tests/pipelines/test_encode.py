@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.codec import CheckpointError, build_codec, codec_id_for, codec_tiny_test, load_checkpoint, save_checkpoint
+from models.codec import CheckpointError, build_codec, codec_tiny_test, load_checkpoint, save_checkpoint
 from pipelines.encode import EncodeInputError, run_encode
 from pipelines.lance_io import read_segment_audio, table_uri
 from pipelines.latents import LatentsLookupError, decode_latents, measure_latent_storage, read_latent_codes
@@ -105,7 +105,7 @@ def test_a_new_segment_is_the_only_work_of_the_next_run(encoded):
 
 def test_a_second_codec_adds_its_own_rows_for_the_filtered_segments(encoded):
     lake, ckpt_a, ckpt_b, _ = encoded
-    id_a, id_b = codec_id_for(codec_tiny_test()), codec_id_for(_one_stage_config())
+    id_a, id_b = load_checkpoint(ckpt_a)[2].codec_id, load_checkpoint(ckpt_b)[2].codec_id
     before_a = sorted((r["segment_id"], r["run_id"]) for r in _latents(lake, id_a))
     s = run_encode(_config(lake, ckpt_b, segments_filter="split = 'train'"), progress=lambda _: None)
     rows_b = _latents(lake, id_b)
@@ -140,8 +140,8 @@ def test_decode_names_an_unknown_segment_or_codec(encoded):
 
 
 def test_storage_per_hour_counts_codes_and_flac_blobs_of_the_same_segments(encoded):
-    lake, _, _, _ = encoded
-    codec_id = codec_id_for(codec_tiny_test())
+    lake, ckpt_a, _, _ = encoded
+    codec_id = load_checkpoint(ckpt_a)[2].codec_id
     st = measure_latent_storage(str(lake), codec_id)
     rows = _latents(lake, codec_id)
     seg = lance.dataset(table_uri(str(lake), "segments"))
