@@ -84,8 +84,9 @@ def test_a_run_writes_checkpoints_metrics_curve_and_an_fp16_export(uninterrupted
     assert [r["step"] for r in rows] == list(range(5, STEPS + 1, 5))
     assert all(r["total"] > 0 for r in rows) and sum("valid_total" in r for r in rows) == STEPS // 10
     assert (out / "run" / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
-    shipped, _, smeta = load_checkpoint(out / "shipped.pt", meta.codec_id)
+    shipped, _, smeta = load_checkpoint(out / "shipped.pt")
     assert smeta.optimizer_state is None and smeta.extra["exported_dtype"] == "float16"
+    assert smeta.architecture_id == meta.architecture_id and smeta.codec_id != meta.codec_id  # fp16: its own id
     for a, b in zip(shipped.state_dict().values(), model.state_dict().values()):
         torch.testing.assert_close(a, b.half().float())
 

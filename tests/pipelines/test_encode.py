@@ -133,7 +133,7 @@ def test_decode_names_an_unknown_segment_or_codec(encoded):
         decode_latents(str(lake), "nope", checkpoint=ckpt_a)
     sid = next(r["segment_id"] for r in _latents(lake) if r["split"] == "test")  # codec B encoded train only
     with pytest.raises(LatentsLookupError,
-                       match=r"no latents of codec 'codec_tiny_test_1stage-\w+' \(it has: codec_tiny_test-"):
+                       match=r"no latents of codec 'codec_tiny_test_1stage-[\w-]+' \(it has: codec_tiny_test-"):
         decode_latents(str(lake), sid, checkpoint=ckpt_b)
     with pytest.raises(CheckpointError, match="expected 'other'"):
         decode_latents(str(lake), sid, checkpoint=ckpt_a, codec_id="other")
@@ -163,7 +163,7 @@ def test_bad_checkpoints_and_inputs_fail_before_anything_is_written(encoded, tmp
     corrupt.write_bytes(ckpt_a.read_bytes()[:2000])
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         run_encode(_config(lake, corrupt))
-    with pytest.raises(CheckpointError, match=r"is codec 'codec_tiny_test-\w+', expected 'codec_50hz_2x8555-x'"):
+    with pytest.raises(CheckpointError, match=r"is codec 'codec_tiny_test-[\w-]+', expected 'codec_50hz_2x8555-x'"):
         run_encode(_config(lake, ckpt_a, codec_id="codec_50hz_2x8555-x"))
     with pytest.raises(EncodeInputError, match="segments_filter 'no_such_column = 1' cannot run"):
         run_encode(_config(lake, ckpt_a, segments_filter="no_such_column = 1"))
