@@ -148,8 +148,7 @@ def run_train_factorizer(config: TrainFactorizerConfig, *,
     loop_config = {"config": config.model_dump(mode="json"), "model_config": model_config.model_dump(mode="json"),
                    "factorizer_id": factorizer_id, "codec_id": codec_id, "vocab": train.vocab,
                    "start_step": start_step, "latents_uri": train.uri, "latents_version": train.version,
-                   "valid_offsets": valid.row_offsets.tolist(), "valid_frames": valid.num_frames.tolist(),
-                   "valid_labels": {k: v.tolist() for k, v in valid.labels.items()}}
+                   "valid_index": valid}
     _fit(config, plan, loop_config)
     _, _, meta = load_factorizer_checkpoint(outputs.fetch(outputs.paths["latest"]))
     history = outputs.read_metrics()
@@ -208,7 +207,6 @@ class _FactorizerRecipe:
 
     def __init__(self, config: TrainFactorizerConfig, loop_config: dict[str, Any], outputs: RunOutputs, *,
                  rank: int, world: int) -> None:
-        import numpy as np
         import ray.train
         import torch
 
@@ -216,7 +214,7 @@ class _FactorizerRecipe:
         from models.factorizer.builders import build_factorizer, build_factorizer_loss
         from models.factorizer.checkpoint import load_factorizer_checkpoint
         from models.factorizer.recipe import make_optimizer
-        from pipelines.factorizer_data import read_windows
+        from pipelines.factorizer_data import read_index_rows
         from schemas.factorizer import FactorizerModelConfig
 
         tr = config.training
@@ -237,17 +235,11 @@ class _FactorizerRecipe:
             self.train_seconds = float(meta.extra.get("train_seconds", 0.0))
         self.model = ray.train.torch.prepare_model(self.factorizer) if world > 1 else self.factorizer
         self.valid: list = []
-        if rank == 0 and loop_config["valid_offsets"]:
-            n = min(tr.valid_rows, len(loop_config["valid_offsets"]))
-            zeros = np.zeros(n, dtype=np.int64)
-            rows = {"step": zeros, "offset": zeros,
-                    "row_offset": np.asarray(loop_config["valid_offsets"][:n], dtype=np.int64),
-                    "length": np.minimum(np.asarray(loop_config["valid_frames"][:n], dtype=np.int64), tr.max_frames),
-                    **{k: np.asarray(v[:n], dtype=np.int64) for k, v in loop_config["valid_labels"].items()}}
-            windows = read_windows(rows, uri=loop_config["latents_uri"], version=loop_config["latents_version"],
-                                   max_frames=tr.max_frames, storage=config.storage)
+        if rank == 0 and len(loop_config["valid_index"]):
+            windows = read_index_rows(loop_config["valid_index"], config.storage, rows=tr.valid_rows,
+                                      max_frames=tr.max_frames)
             self.valid = [self._batch({k: v[i:i + tr.batch_size] for k, v in windows.items()})
-                          for i in range(0, n, tr.batch_size)]
+                          for i in range(0, len(windows["lengths"]), tr.batch_size)]
 
     def _batch(self, batch: dict[str, Any]):
         """Numpy window batch -> FactorizerBatch (codes -> the codec's quantized latent)."""
