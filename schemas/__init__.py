@@ -53,4 +53,12 @@ def config_model_for(path: str | Path) -> type[BaseModel]:
         from schemas.train_factorizer import TrainFactorizerConfig
 
         return TrainFactorizerConfig
+    if name.startswith("maintain"):
+        from schemas.maintenance import MaintainConfig
+
+        return MaintainConfig
+    if name.startswith("corpus_report"):
+        from schemas.corpus_report import CorpusReportConfig
+
+        return CorpusReportConfig
     raise KeyError(f"no config model known for {path}")
