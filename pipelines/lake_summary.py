@@ -1,64 +1,86 @@
-"""A short text summary of the lake's tables: rows, hours, hours per speaker, rejects by reason.
+"""Short text summaries of the lake: rows and versions per table, hours, top speakers, rejects by reason.
 
-Printed at the end of ``make demo`` and by ``jobs/curate.py --summary``; reads
-only metadata columns (no audio).
+``summarize_lake`` is printed at the end of ``make demo`` and by ``jobs/curate.py
+--summary``; ``format_report_summary`` is what ``jobs/corpus_report.py`` prints
+(the same lines plus hours by language / environment / channel, the speaker x
+environment coverage and recent runs). Both format the figures of
+``pipelines.corpus_report.measure_corpus``, which reads only metadata columns
+(no audio), so the numbers agree with the HTML report by construction.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-
-from pipelines.lance_io import TABLES, open_table, table_uri
+from pipelines.corpus_report import Breakdown, CorpusReport, measure_corpus
 from schemas.storage import StorageConfig
 
-__all__ = ["summarize_lake"]
+__all__ = ["summarize_lake", "format_report_summary", "label_text"]
+
+_TOP_VALUES = 8
+
+
+def label_text(value: str | None, unlabelled: str = "(none)") -> str:
+    """A label value for display (null shown as ``unlabelled``)."""
+    return unlabelled if value is None else value
 
 
 def summarize_lake(lake_root: str, storage: StorageConfig, *, top_speakers: int = 15) -> str:
     """Multi-line summary of every table under ``lake_root``."""
-    lines = [f"lake: {lake_root}"]
-    for name in (*TABLES, "latents", "factors", "synthetic"):
-        ds = open_table(table_uri(lake_root, name), storage)
-        lines.append(f"  {name:<9} {'(not written yet)' if ds is None else f'{ds.count_rows():>7} rows, version {ds.version}'}")
-    seg = open_table(table_uri(lake_root, "segments"), storage)
-    if seg is not None and seg.count_rows():
-        t = seg.to_table(columns=["duration_s", "speaker", "split", "corpus"])
-        dur = t.column("duration_s").to_pylist()
-        lines.append(f"segments: {sum(dur) / 3600:.2f} h in {len(dur)} segments "
-                     f"(mean {sum(dur) / len(dur):.1f} s)")
+    return format_report_summary(measure_corpus(lake_root, storage, histogram_bins=1, max_runs=0),
+                                 top_speakers=top_speakers, extended=False)
+
+
+def _by_value(b: Breakdown, top: int | None = None) -> str:
+    """``value hours`` pairs: every value by name, or (``top``) the ``top`` values with most hours."""
+    rows = sorted(b.rows, key=lambda r: label_text(r.value)) if top is None else b.rows[:top]
+    more = f" (+{len(b.rows) - top} more)" if top is not None and len(b.rows) > top else ""
+    return ", ".join(f"{label_text(r.value)} {r.hours:.2f}" for r in rows) + more
+
+
+def format_report_summary(report: CorpusReport, *, top_speakers: int = 15, extended: bool = True) -> str:
+    """The text summary of a measured lake; ``extended`` adds label hours, grid coverage and recent runs."""
+    lines = [f"lake: {report.lake_root}"]
+    for t in report.tables:
+        state = "(not written yet)" if t.rows is None else f"{t.rows:>7} rows, version {t.version}"
+        lines.append(f"  {t.name:<9} {state}")
+    seg = report.segments
+    if seg is not None and seg.segments:
+        where = f" where {report.segments_filter}" if report.segments_filter else ""
+        lines.append(f"segments: {seg.hours:.2f} h in {seg.segments} segments "
+                     f"(mean {seg.mean_duration_s:.1f} s){where}")
         for col in ("split", "corpus"):
-            hours: dict[str, float] = defaultdict(float)
-            for k, d in zip(t.column(col).to_pylist(), dur):
-                hours[k or "(none)"] += d / 3600
-            lines.append(f"  hours by {col}: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(hours.items())))
-        hours = defaultdict(float)
-        for k, d in zip(t.column("speaker").to_pylist(), dur):
-            hours[k or "(unlabelled)"] += d / 3600
-        ranked = sorted(hours.items(), key=lambda kv: -kv[1])
+            if col in seg.breakdowns:
+                lines.append(f"  hours by {col}: " + _by_value(seg.breakdowns[col]))
+        for col in ("language", "environment", "channel") if extended else ():
+            if col in seg.breakdowns:  # most hours first, capped: a lake can hold many channel chains
+                lines.append(f"  hours by {col}: " + _by_value(seg.breakdowns[col], top=_TOP_VALUES))
+        ranked = seg.breakdowns["speaker"].rows if "speaker" in seg.breakdowns else []
         lines.append(f"  hours by speaker ({len(ranked)} speakers, top {min(top_speakers, len(ranked))}):")
-        lines += [f"    {k:<40} {v:6.3f} h" for k, v in ranked[:top_speakers]]
-    lat = open_table(table_uri(lake_root, "latents"), storage)
-    if lat is not None and lat.count_rows():
-        t = lat.to_table(columns=["codec_id", "duration_s", "bitrate_bps"])
-        per_codec: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
-        for codec, d, bps in zip(*(t.column(c).to_pylist() for c in t.column_names)):
-            per_codec[codec][0] += 1
-            per_codec[codec][1] += d / 3600
-            per_codec[codec][2] = bps
-        for codec, (n, h, bps) in sorted(per_codec.items()):
-            lines.append(f"latents: {codec}: {n} segments, {h:.2f} h at {bps:.0f} bps")
-    fac = open_table(table_uri(lake_root, "factors"), storage)
-    if fac is not None and fac.count_rows():
-        counts = Counter(fac.to_table(columns=["factorizer_id"]).column("factorizer_id").to_pylist())
-        lines += [f"factors: {fid}: {n} segments" for fid, n in sorted(counts.items())]
-    syn = open_table(table_uri(lake_root, "synthetic"), storage)
-    if syn is not None and syn.count_rows():
-        t = syn.to_table(columns=["passed", "duration_s"])
-        passed = [d for p, d in zip(t.column("passed").to_pylist(), t.column("duration_s").to_pylist()) if p]
-        lines.append(f"synthetic: {t.num_rows} made ({sum(t.column('duration_s').to_pylist()) / 3600:.2f} h), "
-                     f"{len(passed)} passed the gates ({sum(passed) / 3600:.2f} h)")
-    rej = open_table(table_uri(lake_root, "rejects"), storage)
-    if rej is not None and rej.count_rows():
-        reasons = Counter(rej.to_table(columns=["reason"]).column("reason").to_pylist())
-        lines.append("rejects by reason: " + ", ".join(f"{k} {v}" for k, v in reasons.most_common()))
+        lines += [f"    {label_text(r.value, '(unlabelled)'):<40} {r.hours:6.3f} h" for r in ranked[:top_speakers]]
+    elif seg is None and extended:
+        lines.append("segments: not written yet")
+    lines += [f"latents: {c.codec_id}: {c.segments} segments, {c.hours:.2f} h at {c.bitrate_bps:.0f} bps"
+              for c in report.latents]
+    lines += [f"factors: {fid}: {n} segments" for fid, n in sorted(report.factors.items())]
+    syn = report.synthetic
+    if syn is not None and syn.outputs:
+        lines.append(f"synthetic: {syn.outputs} made ({syn.hours:.2f} h), "
+                     f"{syn.passed} passed the gates ({syn.passed_hours:.2f} h)")
+    elif extended:
+        lines.append("synthetic: not written yet" if syn is None else "synthetic: no rows")
+    rej = report.rejects
+    if rej is not None and rej.rows:
+        lines.append("rejects by reason: " + ", ".join(f"{label_text(k)} {v}" for k, v in rej.by_reason.items()))
+    elif extended:
+        lines.append("rejects: not written yet" if rej is None else "rejects: none")
+    if extended and report.grid is not None:
+        g = report.grid
+        new = g.new_cells
+        lines.append(f"speaker x environment: {len(g.speakers)} x {len(g.environments)} = {g.size} cells; "
+                     f"seed covers {g.seed_cells}, synthetic (passed) {g.synthetic_cells}, "
+                     f"{len(new)} new from synthetic ({sum(c.synthetic_hours for c in new):.2f} h)")
+    if extended and report.runs:
+        lines.append(f"recent runs ({len(report.runs)}):")
+        for r in report.runs:
+            versions = ", ".join(f"{k} v{v}" for k, v in sorted(r.table_versions.items())) or "-"
+            lines.append(f"  {r.started_at[:19]}  {r.job:<14} {r.status:<9} {r.run_id}  ({versions})")
     return "\n".join(lines)
