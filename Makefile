@@ -42,11 +42,14 @@ demo: setup
 	$(PY) jobs/encode.py --config configs/encode.yaml
 	$(PY) jobs/encode_factors.py --config configs/encode_factors.yaml
 	$(PY) jobs/recombine.py --config configs/recombine.yaml
-	$(PY) -c "from pipelines.lake_summary import summarize_lake; from schemas.storage import StorageConfig; print(summarize_lake('data/lake', StorageConfig()))"
+	$(PY) jobs/corpus_report.py --config configs/corpus_report.yaml
 	@echo
 	@echo "Recombination report (open in a browser): $$(pwd)/data/reports/recombine.html"
+	@echo "Corpus report (open in a browser):        $$(pwd)/data/reports/corpus.html"
 	@echo "Tables are under $$(pwd)/data/lake (Lance). Query them, e.g.:"
-	@echo "  $(PY) -c \"import lance; print(lance.dataset('data/lake/segments.lance').to_table(columns=['segment_id','speaker','duration_s','snr_db'], filter=\\\"split = 'test'\\\", limit=5))\""
+	@echo "  $(PY) -m pipelines.query tables"
+	@echo "  $(PY) -m pipelines.query sql \"SELECT speaker, round(sum(duration_s)/3600, 3) AS hours FROM segments GROUP BY 1 ORDER BY 2 DESC LIMIT 10\""
+	@echo "  $(PY) -m pipelines.query history segments"
 	@echo "  $(PY) jobs/decode_latents.py --lake-root data/lake --checkpoint checkpoints/codec_50hz_2x8555.pt --segment-id <id> --out x.wav"
 
 test: setup
