@@ -37,7 +37,7 @@ from schemas.segments import LABEL_COLUMNS, SEGMENTS_SCHEMA
 from schemas.sources import SOURCES_SCHEMA
 from schemas.storage import resolve_uri
 
-__all__ = ["run_curation", "CurateSummary", "AccountingError"]
+__all__ = ["new_run_id", "run_curation", "CurateSummary", "AccountingError"]
 
 
 class AccountingError(RuntimeError):
@@ -228,8 +228,17 @@ def _verify(summary: CurateSummary, lake: str, config: CurateConfig) -> None:
         raise AccountingError(f"sources table holds {srcs.num_rows} rows of this run, counters say {summary.inputs_processed}")
 
 
-def run_curation(config: CurateConfig, *, progress: Callable[[str], None] = print) -> CurateSummary:
+def new_run_id(at: datetime | None = None) -> str:
+    """A fresh curation run id (``curate-<UTC time>-<random>``)."""
+    return f"curate-{(at or _now()):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def run_curation(config: CurateConfig, *, progress: Callable[[str], None] = print,
+                 run_id: str | None = None) -> CurateSummary:
     """Run the curation job end to end; returns its summary (also written to ``runs``).
+
+    ``run_id`` names the run (default: :func:`new_run_id`); a scheduler that takes a lock first passes the id
+    it holds the lock under, so the lock names the ``runs`` row from the start.
 
     Example::
 
@@ -240,7 +249,7 @@ def run_curation(config: CurateConfig, *, progress: Callable[[str], None] = prin
     lake = resolve_uri(config.lake_root)
     storage = config.storage
     started = _now()
-    summary = CurateSummary(run_id=f"curate-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", lake_root=lake)
+    summary = CurateSummary(run_id=run_id or new_run_id(started), lake_root=lake)
     runs_uri = table_uri(lake, "runs")
     upsert_rows(runs_uri, [_run_row(summary, config, started, "running")], RUNS_SCHEMA, ["run_id"], storage)
     t0 = time.perf_counter()

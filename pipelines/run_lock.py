@@ -110,10 +110,10 @@ class LockInfo:
     run_id: str | None = None  # the job's run id, once it has one (the ``runs`` row to look at)
 
     @classmethod
-    def new(cls, owner: str, lease_s: float) -> LockInfo:
+    def new(cls, owner: str, lease_s: float, run_id: str | None = None) -> LockInfo:
         now, pid = time.time(), os.getpid()
         return cls(uuid.uuid4().hex, owner, socket.gethostname(), pid, _boot_id(), _pid_start(pid), now, now,
-                   now + lease_s)
+                   now + lease_s, run_id)
 
     def to_bytes(self) -> bytes:
         d = asdict(self)
@@ -310,16 +310,18 @@ class RunLock:
 
     Args:
         uri: from :func:`lock_uri`.
-        owner: the run id shown to anyone who finds the lock held.
+        owner: who holds it (job, host, pid), shown to anyone who finds the lock held.
+        run_id: the job's run id (its ``runs`` row), recorded in the lock from the start.
         storage: how to reach S3 (ignored locally).
         lease_s: how long the lock stays valid without renewal.
         heartbeat_s: renewal period (default ``lease_s / 3``; 0 turns renewal off).
         on_lost: called (from the heartbeat thread) if renewal finds the lock taken over.
     """
 
-    def __init__(self, uri: str, *, owner: str, storage: StorageConfig | None = None, lease_s: float = 600.0,
-                 heartbeat_s: float | None = None, on_lost: Callable[[LockLost], None] | None = None):
-        self.uri, self.owner, self.lease_s = uri, owner, float(lease_s)
+    def __init__(self, uri: str, *, owner: str, run_id: str | None = None, storage: StorageConfig | None = None,
+                 lease_s: float = 600.0, heartbeat_s: float | None = None,
+                 on_lost: Callable[[LockLost], None] | None = None):
+        self.uri, self.owner, self.run_id, self.lease_s = uri, owner, run_id, float(lease_s)
         self.heartbeat_s = lease_s / 3 if heartbeat_s is None else heartbeat_s
         self.on_lost = on_lost
         self._store = _store(uri, storage or StorageConfig())
@@ -342,7 +344,7 @@ class RunLock:
     def acquire(self) -> RunLock:
         """Take the lock (taking over a stale one) or raise :class:`LockHeld` naming the holder."""
         for _ in range(5):  # each retry means the lock changed under us between two requests
-            info = LockInfo.new(self.owner, self.lease_s)
+            info = LockInfo.new(self.owner, self.lease_s, self.run_id)
             version = self._store.create(info)
             if version is None:
                 current = self._store.read()

@@ -29,11 +29,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from pipelines.curate import AccountingError, CurateSummary, run_curation
+from pipelines.curate import AccountingError, CurateSummary, new_run_id, run_curation
 from pipelines.lance_io import read_column_values, table_uri
 from pipelines.run_lock import LockHeld, LockLost, RunLock, lock_uri
 from pipelines.sources import ManifestError, filesystem_for
 from schemas.curate import CurateConfig
+from schemas.sql import sql_quote
 from schemas.storage import StorageConfig, is_remote, resolve_uri
 
 __all__ = ["run_scheduled_curation", "ScheduledResult", "write_summary", "path_or_uri", "EXIT_OK", "EXIT_FAILED",
@@ -78,19 +79,18 @@ def _stderr(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
-def _own_run_row(lake: str, storage: StorageConfig, since: datetime) -> dict | None:
-    """The ``runs`` row this process started (its id for the lock; its counters if run_curation raised)."""
+def _run_row(lake: str, storage: StorageConfig, run_id: str) -> dict | None:
+    """The ``runs`` row of ``run_id`` (its counters, when run_curation raised after writing some chunks)."""
     try:
-        t = read_column_values(table_uri(lake, "runs"), ["run_id", "job", "status", "started_at",
-                                                         "inputs_seen", "inputs_skipped_unchanged",
-                                                         "inputs_processed", "inputs_accepted", "inputs_rejected",
-                                                         "segments_written", "segments_filtered",
-                                                         "segments_deduped", "audio_s_in", "audio_s_written",
-                                                         "table_versions_json"], storage)
+        rows = read_column_values(table_uri(lake, "runs"), ["run_id", "inputs_seen", "inputs_skipped_unchanged",
+                                                            "inputs_processed", "inputs_accepted", "inputs_rejected",
+                                                            "segments_written", "segments_filtered",
+                                                            "segments_deduped", "audio_s_in", "audio_s_written",
+                                                            "table_versions_json"], storage,
+                                  filter=f"run_id = {sql_quote(run_id)}").to_pylist()
     except Exception:  # noqa: BLE001 - the summary must still be written if the lake cannot be read
         return None
-    rows = [r for r in t.to_pylist() if r["job"] == "curate" and r["started_at"] >= since.replace(microsecond=0)]
-    return max(rows, key=lambda r: r["started_at"]) if rows else None
+    return rows[0] if rows else None
 
 
 def path_or_uri(path: str) -> str:
@@ -150,8 +150,9 @@ def run_scheduled_curation(config: CurateConfig, *, lock: bool = True, summary_p
     lake = resolve_uri(config.lake_root)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    run_id = new_run_id(started)
     summary: dict = {"job": "curate", "lake_root": lake, "host": socket.gethostname(), "pid": os.getpid(),
-                     "started_at": started.isoformat(timespec="seconds"), "run_id": None, "error": None,
+                     "started_at": started.isoformat(timespec="seconds"), "run_id": run_id, "error": None,
                      "lock": None, "lock_holder": None, "lock_took_over": None,
                      "counts": _counts({}), "rejects_by_reason": {}, "table_versions": {}}
     run_lock = None
@@ -161,25 +162,18 @@ def run_scheduled_curation(config: CurateConfig, *, lock: bool = True, summary_p
     previous_sigterm = _exit_on_sigterm()
     try:
         if lock:
-            owner = f"curate@{socket.gethostname()}:{os.getpid()}:{started:%Y%m%dT%H%M%S}"
-            run_lock = RunLock(lock_uri(lake, "curate"), owner=owner, storage=config.storage, lease_s=lease_s,
-                               heartbeat_s=heartbeat_s, on_lost=_interrupt_on_lost)
+            owner = f"curate@{socket.gethostname()}:{os.getpid()}"
+            run_lock = RunLock(lock_uri(lake, "curate"), owner=owner, run_id=run_id, storage=config.storage,
+                               lease_s=lease_s, heartbeat_s=heartbeat_s, on_lost=_interrupt_on_lost)
             summary["lock"] = run_lock.uri
             run_lock.acquire()
             summary["lock_took_over"] = run_lock.took_over
             if run_lock.took_over:
                 progress(f"[curate] {run_lock.took_over}")
 
-        def _progress(line: str) -> None:  # the first line comes after run_curation wrote its `runs` row
-            if run_lock is not None and run_lock.info is not None and run_lock.info.run_id is None:
-                row = _own_run_row(lake, config.storage, started)
-                if row is not None:
-                    run_lock.renew(run_id=row["run_id"])
-            progress(line)
-
-        curate = run_curation(config, progress=_progress)
+        curate = run_curation(config, progress=progress, run_id=run_id)
     except LockHeld as exc:
-        code, summary["error"] = EXIT_LOCKED, str(exc)
+        code, summary["error"], summary["run_id"] = EXIT_LOCKED, str(exc), None  # no run happened: no `runs` row
         summary["lock_holder"] = (exc.holder.run_id or exc.holder.owner) if exc.holder else None
         error(str(exc))
         run_lock = None  # not ours: nothing to release
@@ -208,9 +202,9 @@ def run_scheduled_curation(config: CurateConfig, *, lock: bool = True, summary_p
         summary.update(run_id=curate.run_id, counts=_counts(curate), rejects_by_reason=curate.rejects_by_reason,
                        table_versions=curate.table_versions)
     elif code == EXIT_FAILED:
-        row = _own_run_row(lake, config.storage, started)
+        row = _run_row(lake, config.storage, run_id)
         if row is not None:
-            summary.update(run_id=row["run_id"], counts=_counts(row),
+            summary.update(counts=_counts(row),
                            table_versions=json.loads(row["table_versions_json"] or "{}"))
     summary.update(ended_at=_now_iso(), duration_s=round(time.perf_counter() - t0, 3),
                    summary_path=(path_or_uri(summary_path) if summary_path else None))
