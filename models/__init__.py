@@ -1,6 +1,6 @@
-"""Torch models: the speech codec (``models.codec``) and the factorizer (``models.factorizer``); generator and
-S2S to come. No ray imports here."""
+"""Torch models: the speech codec (``models.codec``), the factorizer (``models.factorizer``) and the CTC phoneme
+recognizer on codec codes (``models.ctc``); generator and S2S to come. No ray imports here."""
 
 from __future__ import annotations
 
-__all__ = ["codec", "factorizer"]
+__all__ = ["codec", "factorizer", "ctc"]
