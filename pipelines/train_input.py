@@ -318,6 +318,7 @@ def plan_epoch(index: TrainIndex, epoch: int) -> pa.Table:
         "row_offset": both.column("row_offset"),
         "offset": pa.array(offset, pa.int32()),
         "length": pa.array(np.minimum(frames, index.config.max_frames), pa.int32()),
+        "num_frames": pa.array(frames, pa.int32()),
         "split": both.column("split"),
     }
     columns.update({name: both.column(name) for name in LABELS})
@@ -338,7 +339,8 @@ def read_training_batch(batch: dict[str, np.ndarray], *, sources: dict[str, tupl
     Args:
         sources: table name -> (uri, pinned version) for ``latents``, and ``synthetic`` / ``factors`` if used.
 
-    Returns ``codes`` uint16 ``[n, max_frames, stages]`` (zero past ``lengths``), ``lengths``, ``origin``,
+    Returns ``codes`` uint16 ``[n, max_frames, stages]`` (zero past ``lengths``), ``lengths``, ``num_frames``
+    (the whole row's; more than ``lengths`` where the window is cropped), ``origin``,
     ``split``, ``epoch``, ``position``, ``item``, the labels (int64 class indices) and, with factors,
     ``<factor>_vector`` float32 ``[n, dim]``.
     """
@@ -355,7 +357,9 @@ def read_training_batch(batch: dict[str, np.ndarray], *, sources: dict[str, tupl
             start, length = int(batch["offset"][i]), int(batch["length"][i])
             values = flat[position[int(row_offset[i])]].values.to_numpy(zero_copy_only=False)
             codes[i, :length] = values.reshape(-1, num_stages)[start:start + length]
-    out = {"codes": codes, "lengths": batch["length"].astype(np.int64), "origin": origin}
+    # num_frames > lengths marks a cropped window: its transcript covers more than the window (CTC must skip it)
+    out = {"codes": codes, "lengths": batch["length"].astype(np.int64),
+           "num_frames": batch["num_frames"].astype(np.int64), "origin": origin}
     out.update({name: batch[name].astype(np.int64) for name in ("split", "epoch", "position", "item", *LABELS)})
     if "factors" in sources:
         wanted = np.stack([batch[FACTOR_ROW_COLUMNS[f]].astype(np.int64) for f in FACTOR_DIMS])

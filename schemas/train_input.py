@@ -117,6 +117,7 @@ TRAIN_PLAN_SCHEMA = pa.schema(
         pa.field("row_offset", pa.int64(), nullable=False),    # in latents (real) or synthetic, pinned version
         pa.field("offset", pa.int32(), nullable=False),        # first frame of the window
         pa.field("length", pa.int32(), nullable=False),        # frames in the window (<= max_frames)
+        pa.field("num_frames", pa.int32(), nullable=False),    # frames of the whole row (> length: cropped)
         pa.field("split", pa.int8(), nullable=False),          # index into SPLITS
         *(pa.field(name, pa.int32(), nullable=False) for name in LABELS),
         *(pa.field(col, pa.int64(), nullable=False) for col in FACTOR_ROW_COLUMNS.values()),  # -1: none
