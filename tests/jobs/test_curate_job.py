@@ -104,7 +104,7 @@ def test_missing_source_fails_clearly_and_is_recorded_as_a_failed_run(tmp_path):
     assert run["status"] == "failed" and "no-such-dir" in run["error"]
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # starts a second Ray head (~55 s on 2 cores); submit of the codec, recombine and nightly jobs too
 def test_ray_job_submit_against_a_local_head(tmp_path):
     raw = tmp_path / "raw"
     make_raw_corpus(raw, with_bad=False)

@@ -64,7 +64,7 @@ def test_plan_only_prints_counts_and_bad_input_exits_2_before_any_write(tmp_path
     assert not Path(lake, "synthetic.lance").exists() and not Path(lake, "runs.lance").exists()
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # its own local Ray + two runs (~55 s on 2 cores); `make test-all` runs it
 def test_a_killed_run_resumes_without_duplicates_or_gaps(tmp_path, ray_address):
     lake, codec, factorizer, _ = recombine_lake(tmp_path, speakers=3, per_speaker=6)
     cfg = _config(tmp_path / "r.yaml", lake, codec, factorizer, execution={

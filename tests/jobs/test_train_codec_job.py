@@ -91,7 +91,7 @@ def test_a_run_writes_checkpoints_metrics_curve_and_an_fp16_export(uninterrupted
         torch.testing.assert_close(a, b.half().float())
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # its own local Ray + two training runs (~80 s on 2 cores); `make test-all` runs it
 def test_a_killed_run_resumes_to_the_same_weights(lake, uninterrupted, ray_address, tmp_path):
     cfg = _config(tmp_path / "c.yaml", lake, tmp_path / "run")
     # its own local Ray (no RAY_ADDRESS), so killing its process group kills all of the run
@@ -157,7 +157,7 @@ def test_corrupt_latest_checkpoint_fails_with_its_path(uninterrupted, lake, tmp_
         load_checkpoint(broken / "checkpoints" / "latest.pt")
 
 
-@pytest.mark.slow  # starts a second Ray head (~100 s on 2 cores); the curation job's test covers submit by default
+@pytest.mark.slow  # starts a second Ray head (~100 s on 2 cores); `make test-all` runs it with the other submit tests
 def test_ray_job_submit_against_a_local_head(lake, tmp_path):
     cfg = _config(tmp_path / "c.yaml", lake, tmp_path / "run", max_steps=10)
     with local_ray_head() as (address, env, ray_exe):
