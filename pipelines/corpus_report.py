@@ -28,7 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.lance_io import TABLES, open_table, table_uri
+from pipelines.lance_io import open_table, table_uri
+from schemas.lake import LAKE_TABLES
 from schemas.segments import QUALITY_COLUMNS
 from schemas.storage import StorageConfig
 
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 #: Every table of the lake, in the order reports list them.
-ALL_TABLES: tuple[str, ...] = (*TABLES, "latents", "factors", "synthetic")
+ALL_TABLES: tuple[str, ...] = LAKE_TABLES
 #: ``segments`` label columns whose hours the report breaks down.
 BREAKDOWN_COLUMNS: tuple[str, ...] = ("speaker", "language", "split", "environment", "channel", "corpus")
 _BATCH_ROWS = 65536

@@ -21,7 +21,7 @@ from schemas.storage import StorageConfig, is_remote
 
 __all__ = [
     "TABLES", "table_uri", "open_table", "open_pinned", "upsert_rows", "write_ray_dataset", "table_versions",
-    "read_column_values", "read_segment_audio",
+    "read_column_values", "read_segment_audio", "blob_columns",
 ]
 
 TABLES = ("sources", "segments", "rejects", "runs")
@@ -107,6 +107,19 @@ def table_versions(lake_root: str, storage: StorageConfig, names: Iterable[str] 
         ds = open_table(table_uri(lake_root, name), storage)
         if ds is not None:
             out[name] = ds.version
+    return out
+
+
+def blob_columns(schema: pa.Schema) -> list[str]:
+    """Columns Lance stores as blobs (out of line: a scan yields positions, ``read_blobs`` the bytes).
+
+    pylance 14 reports them as the ``lance.blob*`` extension type; the field metadata flag is checked too.
+    """
+    out = []
+    for field in schema:
+        extension = getattr(field.type, "extension_name", "") or ""
+        if (field.metadata or {}).get(b"lance-encoding:blob") == b"true" or "blob" in extension:
+            out.append(field.name)
     return out
 
 

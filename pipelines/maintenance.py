@@ -26,12 +26,12 @@ from datetime import datetime, timezone
 from typing import Callable
 
 import lance
-import pyarrow as pa
 
 from pipelines.factor_search import index_name as vector_index_name
 from pipelines.factor_search import update_factor_index
-from pipelines.lance_io import open_table, table_uri, upsert_rows
-from schemas.maintenance import LAKE_TABLES, MaintainConfig
+from pipelines.lance_io import blob_columns, open_table, table_uri, upsert_rows
+from schemas.lake import LAKE_TABLES, TABLE_KEYS
+from schemas.maintenance import MaintainConfig
 from schemas.runs import RUNS_SCHEMA
 from schemas.storage import resolve_uri
 
@@ -39,9 +39,8 @@ __all__ = ["MaintenanceInputError", "MaintenanceError", "MaintenanceReport", "Co
            "compact_tables", "index_tables", "select_tables", "open_lake_tables", "record_action", "format_versions",
            "scalar_index_name"]
 
-#: Columns that tell rows apart when compaction is checked (the table key, or its first part).
-_ROW_KEYS = {"sources": "source_uri", "segments": "segment_id", "rejects": "reject_id", "runs": "run_id",
-             "latents": "segment_id", "factors": "segment_id", "synthetic": "synth_id"}
+#: Columns that tell rows apart when compaction is checked (the first column of the table key).
+_ROW_KEYS = {table: keys[0] for table, keys in TABLE_KEYS.items()}
 
 
 class MaintenanceInputError(ValueError):
@@ -187,12 +186,6 @@ class CompactResult:
                 f"-> {self.rows_after}; version {self.version_before} -> {self.version_after}")
 
 
-def _blob_columns(ds: lance.LanceDataset) -> list[str]:
-    """Blob columns: pylance 14 reports them as the ``lance.blob*`` extension type (the field metadata is gone)."""
-    return [f.name for f in ds.schema if isinstance(f.type, pa.ExtensionType) and "blob" in f.type.extension_name
-            or (f.metadata or {}).get(b"lance-encoding:blob") == b"true"]
-
-
 def _blob_sample(ds: lance.LanceDataset, table: str, columns: list[str], n: int = 3) -> dict:
     """sha256 of the blob bytes of a few rows (first and last), keyed by row key: a readable-after check."""
     key = _ROW_KEYS.get(table)
@@ -238,7 +231,7 @@ def compact_tables(config: MaintainConfig, tables: list[str] | None = None) -> M
         for name in found:
             ds = open_table(table_uri(lake, name), config.storage)  # fresh: the `runs` row may have moved it on
             before_rows, before_frags, before_version = ds.count_rows(), len(ds.get_fragments()), ds.version
-            blobs = _blob_columns(ds)
+            blobs = blob_columns(ds.schema)
             sample = _blob_sample(ds, name, blobs)
             ds.optimize.compact_files(target_rows_per_fragment=c.target_rows_per_fragment,
                                       max_rows_per_group=c.max_rows_per_group,

@@ -8,26 +8,18 @@ resolves against ``$LSM_HOME``, else the working directory, as in every job.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.encode_factors import FactorsIndexConfig
+from schemas.lake import LAKE_TABLES, TABLE_KEYS, TableName
 from schemas.storage import StorageConfig
 
 __all__ = ["MaintainConfig", "CompactionConfig", "RetentionConfig", "IndexMaintenanceConfig", "LAKE_TABLES",
            "DEFAULT_SCALAR_INDEXES", "TableName"]
 
-#: Every table of the lake (README "The tables"); a table not written yet is skipped by every action.
-LAKE_TABLES: tuple[str, ...] = ("sources", "segments", "rejects", "runs", "latents", "factors", "synthetic")
-
-TableName = Literal["sources", "segments", "rejects", "runs", "latents", "factors", "synthetic"]
-
-#: BTREE indexes on the columns that lookups and merge-inserts filter on (a key or its first part).
-DEFAULT_SCALAR_INDEXES: dict[str, list[str]] = {
-    "sources": ["source_uri"], "segments": ["segment_id"], "rejects": ["reject_id"], "runs": ["run_id"],
-    "latents": ["segment_id"], "factors": ["segment_id"], "synthetic": ["synth_id"],
-}
+#: BTREE indexes on the columns that lookups and merge-inserts filter on (the first column of each key).
+#: Every action skips a table not written yet.
+DEFAULT_SCALAR_INDEXES: dict[str, list[str]] = {table: [keys[0]] for table, keys in TABLE_KEYS.items()}
 
 
 class _Strict(BaseModel):

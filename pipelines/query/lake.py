@@ -37,8 +37,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pds
 
-from pipelines.lance_io import open_table, table_uri
+from pipelines.lance_io import blob_columns, open_table, table_uri
 from pipelines.query.errors import QueryError
+from schemas.lake import LAKE_TABLES, TABLE_KEYS
 from schemas.sql import sql_quote
 from schemas.storage import StorageConfig
 
@@ -48,15 +49,8 @@ __all__ = [
     "clean_message", "version_timestamp",
 ]
 
-#: Every table a lake can hold, in the order the pipeline writes them.
-TABLE_NAMES = ("sources", "segments", "rejects", "runs", "latents", "factors", "synthetic")
-
-#: The key of each table (what makes a row the same row across versions).
-TABLE_KEYS: dict[str, tuple[str, ...]] = {
-    "sources": ("source_uri", "sha256"), "segments": ("segment_id",), "rejects": ("reject_id",),
-    "runs": ("run_id",), "latents": ("segment_id", "codec_id"), "factors": ("segment_id", "factorizer_id"),
-    "synthetic": ("synth_id",),
-}
+#: Every table a lake can hold (``schemas.lake``), and the key of each.
+TABLE_NAMES = LAKE_TABLES
 
 _BLOB_NAMES = ("audio",)
 _RS_LOCATION = re.compile(r",?\s*/[^\s,]*\.rs:\d+:\d+")
@@ -133,17 +127,6 @@ def open_lake_table(lake_root: str, name: str, storage: StorageConfig | None = N
     if ds is None:
         raise QueryError(f"{name} has no version {version!r}; versions: {_existing_versions(latest)}")
     return ds
-
-
-def blob_columns(schema: pa.Schema) -> list[str]:
-    """Columns Lance stores as blobs (out of line): never scanned by SQL."""
-    out = []
-    for field in schema:
-        meta = field.metadata or {}
-        extension = getattr(field.type, "extension_name", "")
-        if meta.get(b"lance-encoding:blob") == b"true" or "blob" in extension:
-            out.append(field.name)
-    return out
 
 
 def query_columns(ds: lance.LanceDataset) -> list[str]:

@@ -10,9 +10,9 @@ import lance
 import numpy as np
 import pytest
 
-from pipelines.lance_io import open_table, read_segment_audio, table_uri, upsert_rows, write_ray_dataset
+from pipelines.lance_io import blob_columns, open_table, read_segment_audio, table_uri, upsert_rows, write_ray_dataset
 from pipelines.factor_search import similar_segments
-from pipelines.maintenance import (MaintenanceInputError, _blob_columns, _blob_sample, compact_tables, format_versions,
+from pipelines.maintenance import (MaintenanceInputError, _blob_sample, compact_tables, format_versions,
                                    index_tables)
 from pipelines.retention import cleanup_tables, plan_cleanup
 from pipelines.tags import list_tags, restore_versions, tag_versions, untag_versions
@@ -63,7 +63,7 @@ def test_compaction_merges_small_appends_and_keeps_rows_blobs_and_query_results(
     audio = _audio(lake)
     assert len(before.get_fragments()) == 8
 
-    assert _blob_columns(before) == ["audio"] and len(_blob_sample(before, "segments", ["audio"])) == 4
+    assert blob_columns(before.schema) == ["audio"] and len(_blob_sample(before, "segments", ["audio"])) == 4
     report = compact_tables(MaintainConfig(lake_root=lake))
 
     after = _segments(lake)
