@@ -13,7 +13,8 @@ import lance
 import pytest
 import yaml
 
-from pipelines.lance_io import table_uri
+from pipelines.lance_io import open_table, table_uri
+from schemas.storage import StorageConfig
 from tests.conftest import ROOT
 from tests.raw_corpus import make_raw_corpus
 from tests.ray_head import local_ray_head, submit_job
@@ -59,7 +60,8 @@ def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_run(tmp_path)
     sources_uri = table_uri(str(tmp_path / "lake_a"), "sources")
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if Path(sources_uri).exists() and lance.dataset(sources_uri).count_rows() >= 1:
+        ds = open_table(sources_uri, StorageConfig())  # None until the first commit (the folder comes first)
+        if ds is not None and ds.count_rows() >= 1:
             break
         time.sleep(0.05)
     assert proc.poll() is None, "run finished before it could be killed:\n" + (proc.stdout.read() if proc.stdout else "")
