@@ -139,11 +139,14 @@ def _factor_rows(segment_ids: pa.ChunkedArray | pa.Array, factor_offsets: dict[s
     return np.array([factor_offsets.get(s, -1) for s in segment_ids.to_pylist()], dtype=np.int64)
 
 
-def index_training_rows(config: TrainInputConfig, *, vocab: dict[str, list[str]] | None = None) -> TrainIndex:
+def index_training_rows(config: TrainInputConfig, *, vocab: dict[str, list[str]] | None = None,
+                        versions: dict[str, int] | None = None) -> TrainIndex:
     """Pin the tables and index the rows ``config`` selects (metadata only; no Ray).
 
     ``vocab`` None builds the label vocabularies from these rows; give a training index's ``vocab`` to index
-    valid/test rows with the same class indices.
+    valid/test rows with the same class indices. ``versions`` (table -> version, e.g. a resumed run's
+    ``TrainIndex.versions``) reads those versions instead of the latest, so a resumed run sees the rows its
+    first part saw even if the lake has moved on.
 
     Raises:
         TrainInputError (one line): a missing table, a filter that does not parse, no latents of the codec, no
@@ -152,18 +155,26 @@ def index_training_rows(config: TrainInputConfig, *, vocab: dict[str, list[str]]
     lake, storage = resolve_uri(config.lake_root), config.storage
     codec_id = _resolve_codec_id(config)
     uris = {name: table_uri(lake, name) for name in ("segments", "latents", "synthetic", "factors")}
-    tables = {"segments": open_table(uris["segments"], storage), "latents": open_table(uris["latents"], storage)}
+    pinned = dict(versions or {})
+
+    def open_named(name: str):
+        try:
+            return open_table(uris[name], storage, version=pinned.get(name))
+        except (ValueError, OSError) as exc:  # the version was cleaned up, or never existed
+            raise TrainInputError(f"{name} version {pinned.get(name)} cannot be read: {_one_line(exc)}") from None
+
+    tables = {"segments": open_named("segments"), "latents": open_named("latents")}
     for name, job in (("segments", "jobs/curate.py"), ("latents", "jobs/encode.py")):
         if tables[name] is None:
             raise TrainInputError(f"no {name} table at {uris[name]}: run {job} first")
     want_synthetic = config.synthetic_per_real > 0
     if want_synthetic:
-        tables["synthetic"] = open_table(uris["synthetic"], storage)
+        tables["synthetic"] = open_named("synthetic")
         if tables["synthetic"] is None:
             raise TrainInputError(f"synthetic_per_real is {config.synthetic_per_real:g} but there is no synthetic "
                                   f"table at {uris['synthetic']}: run jobs/recombine.py or set it to 0")
     if config.factorizer_id is not None:
-        tables["factors"] = open_table(uris["factors"], storage)
+        tables["factors"] = open_named("factors")
         if tables["factors"] is None:
             raise TrainInputError(f"factorizer_id is set but there is no factors table at {uris['factors']}: "
                                   "run jobs/encode_factors.py first")
@@ -200,7 +211,8 @@ def index_training_rows(config: TrainInputConfig, *, vocab: dict[str, list[str]]
         if real.num_rows == 0:
             raise TrainInputError(f"no real row has factors of {config.factorizer_id!r}: run jobs/encode_factors.py")
 
-    synth = _index_synthetic(tables.get("synthetic"), config, codec_id, segs, factor_offsets, dropped)
+    synth = _index_synthetic(tables.get("synthetic"), config, codec_id, segs, factor_offsets, dropped,
+                             segs_ds=tables["segments"])
     real_labels = {name: real.column(name).to_pylist() for name in LABELS}
     if vocab is None:
         vocab = {name: sorted({v for v in real_labels[name] + synth["labels"][name] if v is not None})
@@ -234,12 +246,13 @@ def index_training_rows(config: TrainInputConfig, *, vocab: dict[str, list[str]]
         raise TrainInputError(f"synthetic_per_real is {config.synthetic_per_real:g} but no synthetic row of codec "
                               f"{codec_id!r} matches synthetic_filter {config.synthetic_filter!r}"
                               + (f" with lineage in splits {config.lineage_splits}" if config.lineage_splits else "")
+                              + (f" and in lineage_filter {config.lineage_filter!r}" if config.lineage_filter else "")
                               + (f" and factors of {config.factorizer_id!r}" if config.factorizer_id else ""))
     return index
 
 
 def _index_synthetic(ds, config: TrainInputConfig, codec_id: str, segs: pa.Table, factor_offsets: dict[str, int],
-                     dropped: dict[str, int]) -> dict[str, Any]:
+                     dropped: dict[str, int], segs_ds=None) -> dict[str, Any]:
     """Synthetic rows passing the filter, of this codec, with an allowed lineage (and factors): plain lists."""
     empty = {"key": [], "row_offset": [], "num_frames": [], "num_stages": [], "split": [],
              "labels": {name: [] for name in LABELS}, "factor_rows": {f: [] for f in FACTOR_DIMS}}
@@ -253,18 +266,24 @@ def _index_synthetic(ds, config: TrainInputConfig, codec_id: str, segs: pa.Table
     seg = {sid: i for i, sid in enumerate(segs.column("segment_id").to_pylist())}
     seg_split = segs.column("split").to_pylist()
     allowed = set(config.lineage_splits) if config.lineage_splits is not None else None
+    in_filter = None
+    if config.lineage_filter is not None:
+        in_filter = set(_scan(segs_ds, ["segment_id"], config.lineage_filter, "lineage_filter")
+                        .column("segment_id").to_pylist())
     content_idx, keep = [], []
     for r, ids in enumerate(zip(*(rows.column(c).to_pylist() for c in lineage))):
         where = [seg.get(s) for s in ids]
         ok = all(w is not None for w in where)  # a lineage segment gone from segments: cannot label it
         if ok and allowed is not None:
             ok = all(seg_split[w] in allowed for w in where)
+        if ok and in_filter is not None:
+            ok = all(s in in_filter for s in ids)
         if ok and factor_offsets:
             ok = all(ids[1 + k] in factor_offsets for k in range(len(FACTOR_DIMS)))
         if ok:
             keep.append(r)
             content_idx.append(where[0])
-    dropped["synthetic rows outside lineage_splits or without factors"] = rows.num_rows - len(keep)
+    dropped["synthetic rows outside lineage_splits or lineage_filter, or without factors"] = rows.num_rows - len(keep)
     rows = rows.take(pa.array(keep, pa.int64()))
     content = segs.take(pa.array(content_idx, pa.int64()))
     labels = {f: rows.column(f"target_{f}").to_pylist() for f in FACTOR_DIMS}

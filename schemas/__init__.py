@@ -53,6 +53,14 @@ def config_model_for(path: str | Path) -> type[BaseModel]:
         from schemas.train_factorizer import TrainFactorizerConfig
 
         return TrainFactorizerConfig
+    if name.startswith("train_ctc"):
+        from schemas.train_ctc import TrainCtcConfig
+
+        return TrainCtcConfig
+    if name.startswith("experiment_amplification"):
+        from schemas.amplification import AmplificationConfig
+
+        return AmplificationConfig
     if name.startswith("maintain"):
         from schemas.maintenance import MaintainConfig
 

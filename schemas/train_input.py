@@ -74,6 +74,10 @@ class TrainInputConfig(BaseModel):
     lineage_splits: list[str] | None = Field(default_factory=lambda: ["train"], description=(
         "a synthetic row is used only if its content segment and every donor segment have one of these splits "
         "(no held-out audio leaks in through recombination); None: no check"))
+    lineage_filter: str | None = Field(default=None, description=(
+        "Lance SQL over `segments`: a synthetic row is used only if its content segment and every donor segment "
+        "match it (e.g. the real_filter of a seed experiment, so no synthetic row carries audio from outside the "
+        "seed); None: no such check (lineage_splits still applies)"))
     factorizer_id: str | None = Field(default=None, description=(
         "join this factorizer's vectors (from `factors`) to every item; None: codes and labels only"))
     max_frames: int = Field(default=200, ge=1, description="frames per item; longer rows are cropped")

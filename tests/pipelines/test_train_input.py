@@ -61,13 +61,24 @@ def test_splits_gates_codec_and_lineage_are_filtered(lake):
     # synthetic: the 5 passed rows of this codec with train lineage; not the failed one (5), the test-content
     # one (6) nor the other codec's (7)
     assert sorted(index.synthetic.column("key").to_pylist()) == [f"syn{j:03d}" for j in range(5)]
-    assert index.dropped["synthetic rows outside lineage_splits or without factors"] == 1
+    assert index.dropped["synthetic rows outside lineage_splits or lineage_filter, or without factors"] == 1
     no_check = index_training_rows(_config(root, synthetic_per_real=4, lineage_splits=None))
     assert sorted(no_check.synthetic.column("key").to_pylist()) == [f"syn{j:03d}" for j in range(5)] + ["syn006"]
     valid = index_training_rows(_config(root, real_filter="split = 'valid'"), vocab=index.vocab)
     assert valid.n_real == 2 and valid.vocab == index.vocab
     other = index_training_rows(_config(root, codec_id=OTHER_CODEC))
     assert other.n_real == 3
+
+
+def test_lineage_filter_keeps_only_synthetic_rows_made_entirely_from_matching_segments(lake):
+    root, segs, recipes = lake
+    out = segs[1]["segment_id"]  # content of syn001, speaker donor of syn000
+    index = index_training_rows(_config(root, synthetic_per_real=1, lineage_filter=f"segment_id <> '{out}'"))
+    assert sorted(index.synthetic.column("key").to_pylist()) == ["syn002", "syn003", "syn004"]
+    with pytest.raises(TrainInputError, match="lineage_filter"):
+        index_training_rows(_config(root, synthetic_per_real=1, lineage_filter="no_such_column = 1"))
+    with pytest.raises(TrainInputError, match="lineage_filter"):  # nothing left: says which check removed it
+        index_training_rows(_config(root, synthetic_per_real=1, lineage_filter="split = 'test'"))
 
 
 def test_synthetic_labels_are_the_targets_and_content_labels(lake):
