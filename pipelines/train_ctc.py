@@ -191,15 +191,10 @@ def _fit(config: TrainCtcConfig, index, loop_config: dict[str, Any]) -> None:
     from pipelines.ray_env import init_ray
 
     init_ray(config.execution.ray_address)  # before any `import ray`: a local Ray must stay on loopback
-    from pipelines.train_input import make_training_dataset, synthetic_rows_per_epoch
+    from pipelines.phoneme_training import stream_by_steps
 
-    per_epoch = index.n_real + synthetic_rows_per_epoch(index)
-    batch = config.input.batch_size
-    consumed = loop_config["start_step"] * batch
-    needed = (config.training.max_steps - loop_config["start_step"]) * batch
-    first, position = divmod(consumed, per_epoch)
-    last = (consumed + needed + per_epoch - 1) // per_epoch
-    dataset = make_training_dataset(index, list(range(first, max(last, first + 1))), start_position=position)
+    dataset = stream_by_steps(index, start_step=loop_config["start_step"], max_steps=config.training.max_steps,
+                              batch_size=config.input.batch_size)
     fit_with_ray_train(train_loop_per_worker, loop_config, dataset, execution=config.execution,
                        output_dir=config.output_dir, run_name="train_ctc")
 
@@ -267,9 +262,10 @@ class _CtcRecipe:
         tr = self.config.training
         set_learning_rate(self.optimizer, lr_at(step, base=tr.learning_rate, warmup_steps=tr.lr_warmup_steps,
                                                 total_steps=tr.max_steps))
+        from pipelines.phoneme_training import whole_rows
+
         ids, target_lengths = self.targets.for_batch(batch)
-        # a cropped window has only part of its row's transcript; a row without phonemes has nothing to learn
-        keep = np.flatnonzero((batch["num_frames"] == batch["lengths"]) & (target_lengths > 0))
+        keep = whole_rows(batch, target_lengths)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         if len(keep) == 0:  # every rank still steps (DDP needs a backward on each): a zero loss
