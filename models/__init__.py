@@ -1,6 +1,7 @@
-"""Torch models: the speech codec (``models.codec``), the factorizer (``models.factorizer``) and the CTC phoneme
-recognizer on codec codes (``models.ctc``); generator and S2S to come. No ray imports here."""
+"""Torch models: the speech codec (``models.codec``), the factorizer (``models.factorizer``), the CTC phoneme
+recognizer on codec codes (``models.ctc``), the steerable latent generator (``models.generator``) and the
+speech-to-speech model (``models.s2s``). No ray imports here."""
 
 from __future__ import annotations
 
-__all__ = ["codec", "factorizer", "ctc"]
+__all__ = ["codec", "factorizer", "ctc", "generator", "s2s"]

@@ -57,6 +57,10 @@ def config_model_for(path: str | Path) -> type[BaseModel]:
         from schemas.train_ctc import TrainCtcConfig
 
         return TrainCtcConfig
+    if name.startswith("train_generator"):
+        from schemas.train_generator import TrainGeneratorConfig
+
+        return TrainGeneratorConfig
     if name.startswith("experiment_amplification"):
         from schemas.amplification import AmplificationConfig
 
