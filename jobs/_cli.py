@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from typing import TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-__all__ = ["load_job_config", "fail"]
+__all__ = ["load_job_config", "with_overrides", "fail"]
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -20,6 +20,31 @@ def load_job_config(path: str, model: type[T]) -> T | None:
         return load_config(path, model)  # type: ignore[return-value]
     except ConfigError as exc:
         fail(str(exc))
+        return None
+
+
+def with_overrides(config: T, overrides: dict[str, object]) -> T | None:
+    """``config`` with dotted keys replaced (``{"input.lake_root": ..., "output_dir": ...}``; None values are
+    skipped), validated again; None after printing the problem (the job then exits 2).
+
+    Example::
+
+        config = with_overrides(config, {"training.max_steps": args.max_steps, "output_dir": args.output_dir})
+    """
+    data = config.model_dump()
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, key = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[key] = value
+    try:
+        return type(config).model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        fail(f"bad override: {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}")
         return None
 
 

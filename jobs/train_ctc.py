@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs._cli import fail, load_job_config  # noqa: E402
+from jobs._cli import fail, load_job_config, with_overrides  # noqa: E402
 from schemas.train_ctc import TrainCtcConfig  # noqa: E402
 
 
@@ -37,16 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     config = load_job_config(args.config, TrainCtcConfig)
     if config is None:
         return 2
-    data = config.model_dump()
-    for section, key, value in (("input", "lake_root", args.lake_root), (None, "output_dir", args.output_dir),
-                                ("input", "synthetic_per_real", args.synthetic_per_real),
-                                ("training", "max_steps", args.max_steps)):
-        if value is not None:
-            (data[section] if section else data)[key] = value
-    try:
-        config = TrainCtcConfig.model_validate(data)
-    except ValueError as exc:
-        fail(f"bad override: {str(exc).splitlines()[-1].strip()}")
+    config = with_overrides(config, {"input.lake_root": args.lake_root, "output_dir": args.output_dir,
+                                     "input.synthetic_per_real": args.synthetic_per_real,
+                                     "training.max_steps": args.max_steps})
+    if config is None:
         return 2
 
     from models.ctc.checkpoint import CtcCheckpointError

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["stream_by_steps", "whole_rows"]
+__all__ = ["stream_by_steps", "whole_rows", "WholeRowRecipe"]
 
 
 def stream_by_steps(index, *, start_step: int, max_steps: int, batch_size: int):
@@ -36,3 +36,61 @@ def whole_rows(batch: dict, target_lengths: np.ndarray) -> np.ndarray:
     neither a CTC loss nor a phoneme-to-frame alignment may use it; a row without phonemes has nothing to learn.
     """
     return np.flatnonzero((np.asarray(batch["num_frames"]) == np.asarray(batch["lengths"])) & (target_lengths > 0))
+
+
+class WholeRowRecipe:
+    """Model, AdamW, resume and the optimizer step that the whole-row trainers share (the loop's recipe shape).
+
+    A subclass builds its model through ``build`` (after the seed is set, so every rank and every run of a
+    config starts from the same weights), and calls :meth:`step_with` with the items it keeps and a function
+    giving the loss (and terms to log) on them.
+
+    Attributes:
+        net: the bare model (checkpoints, validation); ``model`` is it wrapped for DDP when ``world > 1``.
+    """
+
+    def __init__(self, training, loop_config: dict, outputs, *, world: int, build, load_checkpoint) -> None:
+        import ray.train
+        import torch
+
+        from models.factorizer.recipe import make_optimizer
+
+        self.training, self.loop_config = training, loop_config
+        torch.manual_seed(training.seed)
+        self.net = build()
+        self.optimizer = make_optimizer(self.net, learning_rate=training.learning_rate,
+                                        weight_decay=training.weight_decay, betas=tuple(training.betas))
+        self.start_step, self.train_seconds = int(loop_config["start_step"]), 0.0
+        if self.start_step > 0:
+            restored, _, meta = load_checkpoint(outputs.fetch(outputs.paths["latest"]))
+            self.net.load_state_dict(restored.state_dict())
+            if meta.optimizer_state:
+                self.optimizer.load_state_dict(meta.optimizer_state)
+            self.train_seconds = float(meta.extra.get("train_seconds", 0.0))
+        self.model = ray.train.torch.prepare_model(self.net) if world > 1 else self.net
+
+    def step_with(self, step: int, kept: int, total: int, loss_and_terms) -> dict[str, float]:
+        """One optimizer step at ``step``: warm-up + cosine lr, ``loss_and_terms()`` -> (loss, terms), clipping.
+
+        With ``kept == 0`` the loss is a zero that touches every parameter: every rank must still step, or
+        DDP's next all-reduce hangs.
+        """
+        import torch
+
+        from models.codec.recipe import lr_at, set_learning_rate
+
+        tr = self.training
+        set_learning_rate(self.optimizer, lr_at(step, base=tr.learning_rate, warmup_steps=tr.lr_warmup_steps,
+                                                total_steps=tr.max_steps))
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        if kept:
+            loss, terms = loss_and_terms()
+        else:
+            loss, terms = sum(p.sum() * 0.0 for p in self.model.parameters()), {}
+        loss.backward()
+        if tr.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tr.grad_clip_norm)
+        self.optimizer.step()
+        return {"total": float(loss.detach()), **{k: v for k, v in terms.items() if k != "total"},
+                "kept": kept / max(total, 1), "lr": self.optimizer.param_groups[0]["lr"]}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from pipelines.phoneme_training import WholeRowRecipe, whole_rows
 from pipelines.run_outputs import RunOutputs, checkpoint_paths
 from pipelines.train_loop import fit_with_ray_train
 from schemas.storage import resolve_uri
@@ -221,67 +222,40 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                    tag="train_ctc", ylabel="CTC loss (per target phoneme)", show=("kept",))
 
 
-class _CtcRecipe:
-    """The recognizer's model, optimizer, step, validation and checkpoint for the shared loop."""
+class _CtcRecipe(WholeRowRecipe):
+    """The recognizer's model, step, validation and checkpoint for the shared loop."""
 
     def __init__(self, config: TrainCtcConfig, loop_config: dict[str, Any], outputs: RunOutputs, *,
                  world: int) -> None:
-        import ray.train
-        import torch
-
         from models.ctc.builders import build_ctc, build_ctc_loss
         from models.ctc.checkpoint import load_ctc_checkpoint
-        from models.factorizer.recipe import make_optimizer
         from schemas.ctc import CtcModelConfig
 
-        tr = config.training
-        self.config, self.loop_config = config, loop_config
+        self.config = config
         self.model_config = CtcModelConfig.model_validate(loop_config["model_config"])
         self.targets = loop_config["targets"]
-        torch.manual_seed(tr.seed)  # same initial weights on every rank and every run of this config
-        self.recognizer = build_ctc(self.model_config)
         self.loss_fn = build_ctc_loss()
-        self.optimizer = make_optimizer(self.recognizer, learning_rate=tr.learning_rate, weight_decay=tr.weight_decay,
-                                        betas=tuple(tr.betas))
-        self.start_step, self.train_seconds = int(loop_config["start_step"]), 0.0
-        if self.start_step > 0:
-            restored, _, meta = load_ctc_checkpoint(outputs.fetch(outputs.paths["latest"]))
-            self.recognizer.load_state_dict(restored.state_dict())
-            if meta.optimizer_state:
-                self.optimizer.load_state_dict(meta.optimizer_state)
-            self.train_seconds = float(meta.extra.get("train_seconds", 0.0))
-        self.model = ray.train.torch.prepare_model(self.recognizer) if world > 1 else self.recognizer
+        super().__init__(config.training, loop_config, outputs, world=world,
+                         build=lambda: build_ctc(self.model_config), load_checkpoint=load_ctc_checkpoint)
+        self.recognizer = self.net
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
         import numpy as np
         import torch
 
-        from models.codec.recipe import lr_at, set_learning_rate
         from models.ctc.model import CtcBatch
-
-        tr = self.config.training
-        set_learning_rate(self.optimizer, lr_at(step, base=tr.learning_rate, warmup_steps=tr.lr_warmup_steps,
-                                                total_steps=tr.max_steps))
-        from pipelines.phoneme_training import whole_rows
 
         ids, target_lengths = self.targets.for_batch(batch)
         keep = whole_rows(batch, target_lengths)
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        if len(keep) == 0:  # every rank still steps (DDP needs a backward on each): a zero loss
-            loss = sum(p.sum() * 0.0 for p in self.model.parameters())
-        else:
+
+        def loss_and_terms():
             frames = int(batch["lengths"][keep].max())
             codes = torch.from_numpy(batch["codes"][keep, :frames].astype(np.int64))
             lengths = torch.from_numpy(batch["lengths"][keep])
             ctc_batch = CtcBatch(codes, lengths, torch.from_numpy(ids[keep]), torch.from_numpy(target_lengths[keep]))
-            loss = self.loss_fn(self.model(codes, lengths), ctc_batch)
-        loss.backward()
-        if tr.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tr.grad_clip_norm)
-        self.optimizer.step()
-        return {"total": float(loss.detach()), "kept": len(keep) / max(len(batch["lengths"]), 1),
-                "lr": self.optimizer.param_groups[0]["lr"]}
+            return self.loss_fn(self.model(codes, lengths), ctc_batch), {}
+
+        return self.step_with(step, len(keep), len(batch["lengths"]), loss_and_terms)
 
     def validate(self) -> dict[str, float]:
         from pipelines.eval_ctc import score_ctc

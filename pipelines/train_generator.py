@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipelines.phoneme_training import WholeRowRecipe, whole_rows
 from pipelines.run_outputs import RunOutputs, checkpoint_paths
 from pipelines.train_loop import fit_with_ray_train
 from schemas.storage import resolve_uri
@@ -89,7 +90,6 @@ def valid_batches(config: TrainGeneratorConfig, targets, *, rows: int, batch_siz
 
     from pipelines.ctc_targets import build_phoneme_targets
     from pipelines.phonemes import Phonemizer
-    from pipelines.phoneme_training import whole_rows
     from pipelines.train_input import index_training_rows, plan_epoch, read_training_batch
     from schemas.train_input import TrainInputError
 
@@ -218,36 +218,22 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                    tag="train_generator", ylabel="code cross-entropy", show=("accuracy", "kept"))
 
 
-class GeneratorRecipe:
-    """The generator's model, optimizer, step, validation and checkpoint for the shared loop."""
+class GeneratorRecipe(WholeRowRecipe):
+    """The generator's model, step, validation and checkpoint for the shared loop."""
 
     def __init__(self, config: TrainGeneratorConfig, loop_config: dict[str, Any], outputs: RunOutputs, *,
                  world: int) -> None:
-        import ray.train
-        import torch
-
-        from models.factorizer.recipe import make_optimizer
         from models.generator.builders import build_generator, build_generator_loss
         from models.generator.checkpoint import load_generator_checkpoint
         from schemas.generator import GeneratorModelConfig
 
-        tr = config.training
-        self.config, self.loop_config = config, loop_config
+        self.config = config
         self.model_config = GeneratorModelConfig.model_validate(loop_config["model_config"])
         self.targets = loop_config["targets"]
-        torch.manual_seed(tr.seed)  # same initial weights on every rank and every run of this config
-        self.generator = build_generator(self.model_config)
         self.loss_fn = build_generator_loss(config.loss)
-        self.optimizer = make_optimizer(self.generator, learning_rate=tr.learning_rate, weight_decay=tr.weight_decay,
-                                        betas=tuple(tr.betas))
-        self.start_step, self.train_seconds = int(loop_config["start_step"]), 0.0
-        if self.start_step > 0:
-            restored, _, meta = load_generator_checkpoint(outputs.fetch(outputs.paths["latest"]))
-            self.generator.load_state_dict(restored.state_dict())
-            if meta.optimizer_state:
-                self.optimizer.load_state_dict(meta.optimizer_state)
-            self.train_seconds = float(meta.extra.get("train_seconds", 0.0))
-        self.model = ray.train.torch.prepare_model(self.generator) if world > 1 else self.generator
+        super().__init__(config.training, loop_config, outputs, world=world,
+                         build=lambda: build_generator(self.model_config), load_checkpoint=load_generator_checkpoint)
+        self.generator = self.net
 
     @staticmethod
     def _batch(batch: dict[str, np.ndarray], ids: np.ndarray, lengths: np.ndarray, keep: np.ndarray):
@@ -266,29 +252,14 @@ class GeneratorRecipe:
         return self.loss_fn(model(b.phonemes, b.phoneme_lengths, b.factors, b.lengths, codes=b.codes), b)
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
-        import torch
-
-        from models.codec.recipe import lr_at, set_learning_rate
-        from pipelines.phoneme_training import whole_rows
-
-        tr = self.config.training
-        set_learning_rate(self.optimizer, lr_at(step, base=tr.learning_rate, warmup_steps=tr.lr_warmup_steps,
-                                                total_steps=tr.max_steps))
         ids, lengths = self.targets.for_batch(batch)
         keep = whole_rows(batch, lengths)
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        if len(keep) == 0:  # every rank still steps (DDP needs a backward on each): a zero loss
-            loss, terms = sum(p.sum() * 0.0 for p in self.model.parameters()), {}
-        else:
+
+        def loss_and_terms():
             losses = self._losses(self.model, self._batch(batch, ids, lengths, keep))
-            loss, terms = losses.total, losses.as_floats()
-        loss.backward()
-        if tr.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tr.grad_clip_norm)
-        self.optimizer.step()
-        return {"total": float(loss.detach()), **{k: v for k, v in terms.items() if k != "total"},
-                "kept": len(keep) / max(len(batch["lengths"]), 1), "lr": self.optimizer.param_groups[0]["lr"]}
+            return losses.total, losses.as_floats()
+
+        return self.step_with(step, len(keep), len(batch["lengths"]), loss_and_terms)
 
     def validate(self) -> dict[str, float]:
         import torch

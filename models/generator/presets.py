@@ -19,11 +19,12 @@ def generator_small() -> GeneratorModelConfig:
     encoder of 2 conv blocks + 1 self-attention layer, frame decoder of 4 FiLM-conditioned conv blocks (k=5,
     dilations 1, 2, 4, 8: 65 frames = 1.3 s receptive field at 50 Hz), no dropout.
 
-    Sized for the step budget: 5.6-7.0 training steps/s (best of 4 rounds of 8 steps, two runs) on one CPU
-    thread at batch 16 x 200 frames with 60 phonemes (forward + loss + backward + AdamW on random inputs, as
-    ``bench/ctc_speed.py`` does for the recognizer), measured on this 2-core machine while other work shared
-    it. More than half of a step is the two 1000-way softmaxes: the same trunk with 10 codes per stage runs
-    ~12 steps/s. Width 64 ran ~5.2 steps/s, too close to the budget."""
+    Sized for the step budget at batch 16 x 200 frames with 60 phonemes on one CPU thread (forward + loss +
+    backward + AdamW on random inputs, as ``bench/ctc_speed.py`` does for the recognizer): ~7 steps per CPU
+    second (best of 5 rounds of 5 steps), 4.9-5.5 steps/s wall clock while another training job shared this
+    2-core machine. More than half of a step is the two 1000-way heads and their softmax: the same trunk with
+    10 codes per stage runs ~15 steps per CPU second, so the width of the trunk matters less than it seems
+    (runs on the shared machine varied by +-25 %, too much to rank widths 40-64 more finely)."""
     return GeneratorModelConfig(name="generator_small", num_stages=2, codebook_size=1000, phoneme_classes=64,
                                 hidden_dim=48, encoder_layers=2, encoder_attention_layers=1, num_heads=2,
                                 ffn_dim=96, decoder_layers=4, kernel_size=5, stage_conditioning=True, dropout=0.0)

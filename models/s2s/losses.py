@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import nn
 
+from models.code_loss import CodeLosses, check_loss_args, stage_code_loss
 from models.ctc.model import frame_mask
 from models.s2s.model import S2SBatch, S2SOutput
 
 __all__ = ["S2SLosses", "S2SLoss"]
 
 
-@dataclass
-class S2SLosses:
-    """Weighted total (to backprop) and the unweighted terms (to log); per-stage terms are ``[S]``."""
-
-    total: Tensor
-    cross_entropy: Tensor
-    accuracy: Tensor
-    stage_cross_entropy: Tensor
-    stage_accuracy: Tensor
-
-    def as_floats(self) -> dict[str, float]:
-        """Plain floats for metric logging (per-stage terms as ``cross_entropy_stage0``, ...)."""
-        out = {name: float(getattr(self, name).detach()) for name in ("total", "cross_entropy", "accuracy")}
-        for s, (ce, acc) in enumerate(zip(self.stage_cross_entropy.tolist(), self.stage_accuracy.tolist())):
-            out[f"cross_entropy_stage{s}"], out[f"accuracy_stage{s}"] = ce, acc
-        return out
+#: The speech-to-speech model's loss terms (shared with every code-emitting model).
+S2SLosses = CodeLosses
 
 
 class S2SLoss(nn.Module):
@@ -51,12 +35,8 @@ class S2SLoss(nn.Module):
 
     def __init__(self, *, label_smoothing: float = 0.0, stage_weights: Sequence[float] | None = None) -> None:
         super().__init__()
-        if not 0 <= label_smoothing < 1:
-            raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
-        if stage_weights is not None and (any(w < 0 for w in stage_weights) or sum(stage_weights) <= 0):
-            raise ValueError(f"stage_weights must be >= 0 with a positive sum, got {list(stage_weights)}")
+        self.stage_weights = check_loss_args(label_smoothing, stage_weights)
         self.label_smoothing = float(label_smoothing)
-        self.stage_weights = None if stage_weights is None else [float(w) for w in stage_weights]
 
     def forward(self, out: S2SOutput, batch: S2SBatch) -> S2SLosses:
         """Score one forward pass of ``batch``.
@@ -69,22 +49,10 @@ class S2SLoss(nn.Module):
         codes = batch.target_codes
         if codes.dim() != 3 or codes.shape[0] != rows or codes.shape[1] < frames or codes.shape[2] != stages:
             raise ValueError(f"expected target codes [{rows}, >= {frames}, {stages}], got {list(codes.shape)}")
-        if self.stage_weights is not None and len(self.stage_weights) != stages:
-            raise ValueError(f"{len(self.stage_weights)} stage weights for {stages} stages")
         valid = frame_mask(out.lengths, frames)[..., None].expand(-1, -1, stages)                   # [B, Tt, S]
         targets = codes[:, :frames].long().to(out.logits.device)
         bad = valid & ((targets < 0) | (targets >= codebook))
         if bool(bad.any()):
             raise ValueError(f"target codes must lie in [0, {codebook}) on valid frames")
-        # padded frames get ignore_index rather than being cut out: indexing the logits would copy them (and
-        # their gradient) once more, a large share of a CPU step at 1000 codes per stage
-        ce = F.cross_entropy(out.logits.reshape(-1, codebook), targets.masked_fill(~valid, -100).reshape(-1),
-                             ignore_index=-100, reduction="none", label_smoothing=self.label_smoothing)
-        counts = valid.sum(dim=(0, 1)).clamp(min=1)
-        ce = ce.view(rows, frames, stages).sum(dim=(0, 1)) / counts
-        with torch.no_grad():
-            accuracy = ((out.logits.argmax(dim=-1) == targets) & valid).sum(dim=(0, 1)) / counts
-        weights = ce.new_tensor(self.stage_weights) if self.stage_weights is not None else torch.ones_like(ce)
-        total = (weights * ce).sum() / weights.sum()
-        return S2SLosses(total=total, cross_entropy=ce.mean(), accuracy=accuracy.mean(),
-                         stage_cross_entropy=ce, stage_accuracy=accuracy)
+        return stage_code_loss(out.logits, targets, valid, label_smoothing=self.label_smoothing,
+                               stage_weights=self.stage_weights)
