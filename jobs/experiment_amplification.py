@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.amplification_report import write_report
     from pipelines.phonemes import PhonemizeError
     from pipelines.train_loop import TrainingError
+    from pipelines.eval.markdown import git_revision
     from schemas.storage import resolve_uri
 
     results_path = Path(resolve_uri(config.output_dir)) / "results.json"
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             report = json.loads(results_path.read_text())
         else:
             report = run_amplification(config)
+            report.update(command=" ".join(["python", *sys.argv]), git=git_revision(Path(__file__).parents[1]),
+                          finished_at=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+            results_path.write_text(json.dumps(report, indent=2))
     except (FileNotFoundError, ValueError, CtcCheckpointError, PhonemizeError, TrainingError) as exc:
         fail(f"{type(exc).__name__}: {exc}")
         return 1

@@ -39,8 +39,8 @@ def render_markdown(report: dict, *, command: str, chart: str | None) -> str:
     steps = sorted({r["steps"] for r in runs})
     lines = [
         "## Amplification experiment (issue #5, item 4)", "",
-        f"Command: `{command}`  ",
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; git {git_revision(Path(__file__).parents[1])}; "
+        f"Command: `{report.get('command', command)}`  ",
+        f"Date: {report.get('finished_at') or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; git {report.get('git') or git_revision(Path(__file__).parents[1])}; "
         f"{cpu_model()}; local Ray, 1 Ray Train worker x 1 torch thread; wall {report['wall_s'] / 60:.1f} min "
         "(this run; models already trained are only re-read)", "",
         f"**Seed.** Pool `{cfg['pool_filter']}`: {split['pool_rows']} rows, {split['speakers']} speakers. "
@@ -52,7 +52,8 @@ def render_markdown(report: dict, *, command: str, chart: str | None) -> str:
         "judge)" + (f": {rc.get('plan_rows')} plan rows, {rc.get('rows_written')} made this run, "
                     f"{rc.get('already_made')} already there, {rc.get('passed')} passed this run" if rc else "")
         + f". A synthetic row is used only if its whole lineage is in the seed. Generated rows found: "
-        f"{report.get('generated_rows', 0)}" + (" (condition (c) not run: the generator is not built yet)"
+        f"{report.get('generated_rows', 0)}" + (" (condition (c) not run: no generated rows in `synthetic`; "
+                                                 "jobs/generate.py with a trained generator makes them)"
                                                  if not report.get("generated_rows") else "") + ".", "",
         f"**Recognizer.** `{cfg['preset']}` (models/ctc), CTC over espeak-ng phonemes, batch {cfg['batch_size']}, "
         f"**{', '.join(map(str, steps))} steps for every model** (lr {tr['learning_rate']}, cosine), "

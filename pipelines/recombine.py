@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from pipelines.lance_io import open_table, read_column_values, table_uri, table_versions, upsert_rows, write_ray_dataset
 from pipelines.ray_env import init_ray
+from schemas.generate import GenerateConfig
 from schemas.recombine import FACTORS, PLAN_SCHEMA, PlanError, RecombineConfig
 from schemas.runs import RUNS_SCHEMA
 from schemas.sql import sql_quote
@@ -108,7 +109,8 @@ def _run_row(s: RecombineSummary, config: RecombineConfig, started: datetime, st
              error: str | None = None, ended: datetime | None = None) -> dict:
     cfg_json = config.model_dump_json()
     return {
-        "run_id": s.run_id, "job": "recombine", "status": status,
+        "run_id": s.run_id, "job": "generate" if isinstance(config, GenerateConfig) else "recombine",
+        "status": status,
         "config_hash": hashlib.sha256(cfg_json.encode()).hexdigest()[:16], "config_json": cfg_json,
         "started_at": started, "ended_at": ended, "inputs_seen": s.plan_rows, "inputs_skipped_unchanged": s.already_made,
         "inputs_processed": s.rows_written, "inputs_accepted": s.passed, "inputs_rejected": s.rows_written - s.passed,
@@ -253,6 +255,14 @@ def run_recombine(config: RecombineConfig, *, progress: Callable[[str], None] = 
     codec, codec_config, codec_id, factorizer, f_config, factorizer_id = _load_models(config)
     latents, offsets = _latent_offsets(lake, config, codec_id)
     plan, grid = _plan(lake, config, codec_id, factorizer_id, offsets)
+    generation: dict[str, Any] = {}
+    if isinstance(config, GenerateConfig):  # jobs/generate.py: same plan and gates, the generator makes the rows
+        from pipelines.generate import prepare_generation
+
+        plan, generation, no_phonemes = prepare_generation(config, lake, plan, codec_id=codec_id,
+                                                           factorizer_id=factorizer_id)
+        if no_phonemes:
+            progress(f"[generate] {no_phonemes} plan rows dropped: their content has no phonemes")
     started = _now()
     summary = RecombineSummary(run_id=f"recombine-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", lake_root=lake,
                                codec_id=codec_id, factorizer_id=factorizer_id, plan_rows=plan.num_rows)
@@ -279,7 +289,8 @@ def run_recombine(config: RecombineConfig, *, progress: Callable[[str], None] = 
             init_ray(config.execution.ray_address)  # nothing to do -> no Ray at all
             models = {"codec_config": codec_config, "factorizer_config": f_config,
                       "codec_state": {k: v.detach().cpu() for k, v in codec.state_dict().items()},
-                      "factorizer_state": {k: v.detach().cpu() for k, v in factorizer.state_dict().items()}}
+                      "factorizer_state": {k: v.detach().cpu() for k, v in factorizer.state_dict().items()},
+                      **generation}
             todo = _with_offsets(todo, offsets)
             step = config.execution.commit_every_rows
             n_chunks = -(-todo.num_rows // step)

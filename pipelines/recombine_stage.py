@@ -7,7 +7,9 @@ use it) the independent speaker encoder is loaded. It never writes.
 
 Per batch: the codes of every distinct segment the rows name (content and
 donors) come in one ``take``; :mod:`recombination.swap` factorizes them once
-and makes every row's output codes; :mod:`recombination.gates` scores them.
+and makes every row's output codes (or, for ``jobs/generate.py``, the generator
+samples them from the content's phonemes and the donors' vectors:
+:mod:`recombination.generate`); :mod:`recombination.gates` scores them.
 Audio is decoded only when something needs it (the speaker judge, DNSMOS,
 or ``output.audio``), each row on its own so a row's audio never depends on
 its batch.
@@ -38,7 +40,9 @@ class RecombineRows:
 
     def __init__(self, *, codec_config: Any, codec_state: dict, factorizer_config: Any, factorizer_state: dict,
                  latents_uri: str, latents_version: int, storage: StorageConfig, gates: GateConfig,
-                 with_audio: bool, run_id: str, created_at: datetime, torch_threads: int | None = 1) -> None:
+                 with_audio: bool, run_id: str, created_at: datetime, torch_threads: int | None = 1,
+                 generator_config: Any = None, generator_state: dict | None = None,
+                 phonemes: dict[str, list[int]] | None = None, temperature: float = 0.0) -> None:
         import torch
 
         from models.codec import build_codec
@@ -52,6 +56,13 @@ class RecombineRows:
         self.factorizer = build_factorizer(factorizer_config)
         self.factorizer.load_state_dict(factorizer_state)
         self.factorizer.eval()
+        self.generator, self.phonemes, self.temperature = None, phonemes or {}, float(temperature)
+        if generator_config is not None:  # jobs/generate.py: the generator makes the rows, not the swap
+            from models.generator import build_generator
+
+            self.generator = build_generator(generator_config)
+            self.generator.load_state_dict(generator_state)
+            self.generator.eval()
         self.gates = gates
         self.with_audio = with_audio
         self.run_id, self.created_at = run_id, created_at
@@ -97,7 +108,17 @@ class RecombineRows:
         factors = factorize_codes(self.factorizer, self.codec, [codes[o] for o in distinct])
         content_rows = [pos[o] for o in offsets["content_offset"]]
         donor_rows = {f: [pos[o] for o in offsets[f"{f}_offset"]] for f in FACTORS}
-        out = recombine(self.factorizer, self.codec, factors, content_rows=content_rows, donor_rows=donor_rows)
+        if self.generator is None:
+            out = recombine(self.factorizer, self.codec, factors, content_rows=content_rows, donor_rows=donor_rows)
+        else:
+            from recombination.generate import generate_rows
+            from schemas._arrow import stable_id
+
+            ids = batch.column("synth_id").to_pylist()
+            out = generate_rows(self.generator, self.factorizer, self.codec, factors, content_rows=content_rows,
+                                donor_rows=donor_rows, temperature=self.temperature,
+                                phonemes=[self.phonemes[s] for s in batch.column("content_segment_id").to_pylist()],
+                                seed=int(stable_id(*ids)[:8], 16))
         scores = latent_scores(self.factorizer, out,
                                factors.vectors["speaker"][torch.as_tensor(content_rows, dtype=torch.int64)])
         for name in ("judge_speaker_target_sim", "judge_speaker_source_sim", "dnsmos_ovrl"):

@@ -45,6 +45,10 @@ def config_model_for(path: str | Path) -> type[BaseModel]:
         from schemas.codec import TrainCodecConfig
 
         return TrainCodecConfig
+    if name.startswith("generate"):
+        from schemas.generate import GenerateConfig
+
+        return GenerateConfig
     if name.startswith("recombine"):
         from schemas.recombine import RecombineConfig
 
@@ -57,6 +61,10 @@ def config_model_for(path: str | Path) -> type[BaseModel]:
         from schemas.train_ctc import TrainCtcConfig
 
         return TrainCtcConfig
+    if name.startswith("train_s2s"):
+        from schemas.train_s2s import TrainS2SConfig
+
+        return TrainS2SConfig
     if name.startswith("train_generator"):
         from schemas.train_generator import TrainGeneratorConfig
 

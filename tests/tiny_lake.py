@@ -75,7 +75,8 @@ def write_latents(lake: Path | str, segments: list[dict], *, codec_id: str, stag
 
 
 def recombine_lake(root: Path, lake: str | None = None, storage: StorageConfig | None = None,
-                   speakers: int = 3, per_speaker: int = 4) -> tuple[str, Path, Path, list[dict]]:
+                   speakers: int = 3, per_speaker: int = 4, transcripts: bool = False,
+                   ) -> tuple[str, Path, Path, list[dict]]:
     """A lake ready for recombination: labelled train segments, random latents of a tiny codec, a tiny factorizer
     trained on nothing (paired with that codec). Returns (lake, codec checkpoint, factorizer checkpoint, rows)."""
     import torch
@@ -85,7 +86,8 @@ def recombine_lake(root: Path, lake: str | None = None, storage: StorageConfig |
 
     lake = lake or str(root / "lake")
     rows = [segment_row(0.6 + 0.1 * i, seed=i, speaker=f"t:{i % speakers}", split="train",
-                        environment=["clean", "room"][(i // speakers) % 2], language="en")
+                        environment=["clean", "room"][(i // speakers) % 2], language="en",
+                        **({"transcript": f"the number {i % 4}", "text_id": f"n{i % 4}"} if transcripts else {}))
             for i in range(speakers * per_speaker)]
     write_segments(lake, rows, storage)
     torch.manual_seed(0)
