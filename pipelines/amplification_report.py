@@ -40,7 +40,8 @@ def render_markdown(report: dict, *, command: str, chart: str | None) -> str:
     lines = [
         "## Amplification experiment (issue #5, item 4)", "",
         f"Command: `{report.get('command', command)}`  ",
-        f"Date: {report.get('finished_at') or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; git {report.get('git') or git_revision(Path(__file__).parents[1])}; "
+        f"Date: {report.get('finished_at') or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+        f"git {report.get('git') or git_revision(Path(__file__).parents[1])}; "
         f"{cpu_model()}; local Ray, 1 Ray Train worker x 1 torch thread; wall {report['wall_s'] / 60:.1f} min "
         "(this run; models already trained are only re-read)", "",
         f"**Seed.** Pool `{cfg['pool_filter']}`: {split['pool_rows']} rows, {split['speakers']} speakers. "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["stream_by_steps", "whole_rows", "WholeRowRecipe"]
+__all__ = ["stream_by_steps", "whole_rows", "WholeRowRecipe", "run_whole_row_worker"]
 
 
 def stream_by_steps(index, *, start_step: int, max_steps: int, batch_size: int):
@@ -94,3 +94,30 @@ class WholeRowRecipe:
         self.optimizer.step()
         return {"total": float(loss.detach()), **{k: v for k, v in terms.items() if k != "total"},
                 "kept": kept / max(total, 1), "lr": self.optimizer.param_groups[0]["lr"]}
+
+
+def run_whole_row_worker(loop_config: dict, *, config_cls, recipe_cls, id_key: str, tag: str, ylabel: str,
+                         show: tuple[str, ...]) -> None:
+    """The body of a whole-row trainer's Ray Train entry point: threads, recipe, this rank's shard, the loop.
+
+    Every rank trains; rank 0 also validates, checkpoints and writes metrics (``pipelines.train_loop``).
+    """
+    import ray.train
+    import torch
+
+    from pipelines.run_outputs import RunOutputs
+    from pipelines.train_loop import run_train_loop
+
+    config = config_cls.model_validate(loop_config["config"])
+    if config.execution.torch_threads:
+        torch.set_num_threads(config.execution.torch_threads)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    outputs = RunOutputs(config.output_dir, config.input.storage)
+    recipe = recipe_cls(config, loop_config, outputs, world=world)
+    shard = ray.train.get_dataset_shard("train")
+    batches = shard.iter_batches(batch_size=config.input.batch_size // world, batch_format="numpy",
+                                 prefetch_batches=4, drop_last=True)
+    run_train_loop(recipe, batches, outputs, config.training, start_step=recipe.start_step,
+                   train_seconds=recipe.train_seconds, rank=rank, world=world, title=loop_config[id_key],
+                   tag=tag, ylabel=ylabel, show=show)

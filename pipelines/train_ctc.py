@@ -202,24 +202,10 @@ def _fit(config: TrainCtcConfig, index, loop_config: dict[str, Any]) -> None:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point: every rank trains; rank 0 also validates, checkpoints and writes metrics."""
-    import ray.train
-    import torch
+    from pipelines.phoneme_training import run_whole_row_worker
 
-    from pipelines.train_loop import run_train_loop
-
-    config = TrainCtcConfig.model_validate(loop_config["config"])
-    if config.execution.torch_threads:
-        torch.set_num_threads(config.execution.torch_threads)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    outputs = RunOutputs(config.output_dir, config.input.storage)
-    recipe = _CtcRecipe(config, loop_config, outputs, world=world)
-    shard = ray.train.get_dataset_shard("train")
-    batches = shard.iter_batches(batch_size=config.input.batch_size // world, batch_format="numpy",
-                                 prefetch_batches=4, drop_last=True)
-    run_train_loop(recipe, batches, outputs, config.training, start_step=recipe.start_step,
-                   train_seconds=recipe.train_seconds, rank=rank, world=world, title=loop_config["ctc_id"],
-                   tag="train_ctc", ylabel="CTC loss (per target phoneme)", show=("kept",))
+    run_whole_row_worker(loop_config, config_cls=TrainCtcConfig, recipe_cls=_CtcRecipe, id_key="ctc_id",
+                         tag="train_ctc", ylabel="CTC loss (per target phoneme)", show=("kept",))
 
 
 class _CtcRecipe(WholeRowRecipe):

@@ -115,7 +115,8 @@ def valid_batches(config: TrainGeneratorConfig, targets, *, rows: int, batch_siz
         ids, lengths = valid_targets.for_batch(batch)
         keep = whole_rows(batch, lengths)
         if len(keep):
-            out.append({**{k: v[keep] for k, v in batch.items()}, "phonemes": ids[keep], "phoneme_lengths": lengths[keep]})
+            out.append({**{k: v[keep] for k, v in batch.items()}, "phonemes": ids[keep],
+                        "phoneme_lengths": lengths[keep]})
     return out
 
 
@@ -198,24 +199,10 @@ def run_train_generator(config: TrainGeneratorConfig, *,
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point: every rank trains; rank 0 also validates, checkpoints and writes metrics."""
-    import ray.train
-    import torch
+    from pipelines.phoneme_training import run_whole_row_worker
 
-    from pipelines.train_loop import run_train_loop
-
-    config = TrainGeneratorConfig.model_validate(loop_config["config"])
-    if config.execution.torch_threads:
-        torch.set_num_threads(config.execution.torch_threads)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    outputs = RunOutputs(config.output_dir, config.input.storage)
-    recipe = GeneratorRecipe(config, loop_config, outputs, world=world)
-    shard = ray.train.get_dataset_shard("train")
-    batches = shard.iter_batches(batch_size=config.input.batch_size // world, batch_format="numpy",
-                                 prefetch_batches=4, drop_last=True)
-    run_train_loop(recipe, batches, outputs, config.training, start_step=recipe.start_step,
-                   train_seconds=recipe.train_seconds, rank=rank, world=world, title=loop_config["generator_id"],
-                   tag="train_generator", ylabel="code cross-entropy", show=("accuracy", "kept"))
+    run_whole_row_worker(loop_config, config_cls=TrainGeneratorConfig, recipe_cls=GeneratorRecipe,
+                         id_key="generator_id", tag="train_generator", ylabel="code cross-entropy", show=("accuracy", "kept"))
 
 
 class GeneratorRecipe(WholeRowRecipe):

@@ -192,24 +192,10 @@ def _fit(config: TrainS2SConfig, index, loop_config: dict[str, Any]) -> None:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point: every rank trains; rank 0 also validates, checkpoints and writes metrics."""
-    import ray.train
-    import torch
+    from pipelines.phoneme_training import run_whole_row_worker
 
-    from pipelines.train_loop import run_train_loop
-
-    config = TrainS2SConfig.model_validate(loop_config["config"])
-    if config.execution.torch_threads:
-        torch.set_num_threads(config.execution.torch_threads)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    outputs = RunOutputs(config.output_dir, config.input.storage)
-    recipe = S2SRecipe(config, loop_config, outputs, world=world)
-    shard = ray.train.get_dataset_shard("train")
-    batches = shard.iter_batches(batch_size=config.input.batch_size // world, batch_format="numpy",
-                                 prefetch_batches=4, drop_last=True)
-    run_train_loop(recipe, batches, outputs, config.training, start_step=recipe.start_step,
-                   train_seconds=recipe.train_seconds, rank=rank, world=world, title=loop_config["s2s_id"],
-                   tag="train_s2s", ylabel="target code cross-entropy", show=("accuracy", "kept"))
+    run_whole_row_worker(loop_config, config_cls=TrainS2SConfig, recipe_cls=S2SRecipe, id_key="s2s_id",
+                         tag="train_s2s", ylabel="target code cross-entropy", show=("accuracy", "kept"))
 
 
 class S2SRecipe(WholeRowRecipe):

@@ -56,7 +56,8 @@ class AmplificationConfig(_Strict):
     factorizer_checkpoint: str = "checkpoints/factorizer_default.pt"
     pool_filter: str = Field(default=_POOL, description="Lance SQL over `segments`: the real rows the experiment uses")
     holdout: HoldoutConfig = Field(default_factory=HoldoutConfig)
-    recombine: bool = Field(default=True, description="run recombination on the seed first (a re-run makes nothing new)")
+    recombine: bool = Field(default=True, description=(
+        "run recombination on the seed first (a re-run makes nothing new)"))
     recombine_budget: int | None = Field(default=None, ge=1, description=(
         "plan rows; None: 1.5 x max(ratios) x seed rows (room for the rows the gates reject)"))
     gates: GateConfig = Field(default_factory=lambda: GateConfig(speaker_judge=False))
