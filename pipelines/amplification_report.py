@@ -53,7 +53,7 @@ def render_markdown(report: dict, *, command: str, chart: str | None) -> str:
         "judge)" + (f": {rc.get('plan_rows')} plan rows, {rc.get('rows_written')} made this run, "
                     f"{rc.get('already_made')} already there, {rc.get('passed')} passed this run" if rc else "")
         + f". A synthetic row is used only if its whole lineage is in the seed. Generated rows found: "
-        f"{report.get('generated_rows', 0)}" + (" (condition (c) not run: no generated rows in `synthetic`; "
+        f"{report.get('generated_rows', 0)} (filter `{cfg.get('generated_filter')}`)" + (" (condition (c) not run: no generated rows in `synthetic`; "
                                                  "jobs/generate.py with a trained generator makes them)"
                                                  if not report.get("generated_rows") else "") + ".", "",
         f"**Recognizer.** `{cfg['preset']}` (models/ctc), CTC over espeak-ng phonemes, batch {cfg['batch_size']}, "
@@ -78,9 +78,9 @@ def render_markdown(report: dict, *, command: str, chart: str | None) -> str:
         b = base[name]
         if b is None or math.isnan(b["mean"]):
             continue
-        better = [(c["ratio"], c["mean"]) for c in summary
+        better = [f"{c['condition']} {c['ratio']:g}x" for c in summary
                   if c["set"] == name and c["condition"] != "seed" and c["max"] < b["min"]]
-        verdict = (f"beats the seed on every seed at {', '.join(f'{r:g}x' for r, _ in better)}" if better else
+        verdict = (f"beats the seed on every seed: {', '.join(better)}" if better else
                    "no synthetic condition beats the seed alone on every seed")
         lines.append(f"- `{name}`: seed only {b['mean']:.3f}; {verdict}.")
     if chart:

@@ -96,7 +96,7 @@ def test_summary_report_and_chart(tmp_path):
     md = render_markdown(report, command="python jobs/experiment_amplification.py --config c.yaml", chart="a.png")
     assert "| seed only | 0 (5) | 0.850 ± 0.071" in md
     assert "| seed + recombined 1x | 10 (5) | 0.550 ± 0.071" in md
-    assert f"`{HELDOUT_SET}`: seed only 0.850; beats the seed on every seed at 1x" in md
+    assert f"`{HELDOUT_SET}`: seed only 0.850; beats the seed on every seed: recombined 1x" in md
     assert "condition (c) not run" in md
     png = draw_chart(report, tmp_path / "a.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
