@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["stream_by_steps", "whole_rows", "WholeRowRecipe", "run_whole_row_worker"]
+__all__ = ["stream_by_steps", "whole_rows", "WholeRowRecipe", "run_whole_row_worker", "resolve_job_paths",
+           "read_resume_state"]
 
 
 def stream_by_steps(index, *, start_step: int, max_steps: int, batch_size: int):
@@ -121,3 +122,27 @@ def run_whole_row_worker(loop_config: dict, *, config_cls, recipe_cls, id_key: s
     run_train_loop(recipe, batches, outputs, config.training, start_step=recipe.start_step,
                    train_seconds=recipe.train_seconds, rank=rank, world=world, title=loop_config[id_key],
                    tag=tag, ylabel=ylabel, show=show)
+
+
+def resolve_job_paths(config):
+    """A whole-row trainer's config with lake, codec checkpoint, output dir (and phoneme cache, if it has one)
+    resolved against $LSM_HOME, else the cwd."""
+    from schemas.storage import resolve_uri
+
+    inp = config.input
+    inp = inp.model_copy(update={"lake_root": resolve_uri(inp.lake_root),
+                                 "codec_checkpoint": resolve_uri(inp.codec_checkpoint) if inp.codec_checkpoint
+                                 else None})
+    update = {"input": inp, "output_dir": resolve_uri(config.output_dir)}
+    if getattr(config, "phoneme_cache", None):
+        update["phoneme_cache"] = resolve_uri(config.phoneme_cache)
+    return config.model_copy(update=update)
+
+
+def read_resume_state(outputs, load_checkpoint):
+    """(meta, pinned table versions, start step, train seconds) of ``latest.pt``; (None, None, 0, 0.0) if none."""
+    if not outputs.exists(outputs.paths["latest"]):
+        return None, None, 0, 0.0
+    _, _, meta = load_checkpoint(outputs.fetch(outputs.paths["latest"]))
+    versions = {k: int(v) for k, v in (meta.extra.get("versions") or {}).items()}
+    return meta, versions, meta.step, float(meta.extra.get("train_seconds", 0.0))

@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pipelines.phoneme_training import WholeRowRecipe, whole_rows
+from pipelines.phoneme_training import WholeRowRecipe, read_resume_state, resolve_job_paths, whole_rows
 from pipelines.run_outputs import RunOutputs, checkpoint_paths
 from pipelines.train_loop import fit_with_ray_train
-from schemas.storage import resolve_uri
 from schemas.train_ctc import TrainCtcConfig
 
-__all__ = ["TrainCtcSummary", "run_train_ctc", "resolve_paths", "EVAL_FILE"]
+__all__ = ["TrainCtcSummary", "run_train_ctc", "EVAL_FILE"]
 
 #: Per-set scores of the final weights, next to the checkpoints.
 EVAL_FILE = "eval.json"
@@ -74,17 +73,6 @@ class TrainCtcSummary:
         return "\n".join(lines)
 
 
-def resolve_paths(config: TrainCtcConfig) -> TrainCtcConfig:
-    """The config with lake, codec checkpoint, output dir and phoneme cache resolved ($LSM_HOME, else the cwd)."""
-    inp = config.input
-    inp = inp.model_copy(update={"lake_root": resolve_uri(inp.lake_root),
-                                 "codec_checkpoint": resolve_uri(inp.codec_checkpoint) if inp.codec_checkpoint
-                                 else None})
-    return config.model_copy(update={"input": inp, "output_dir": resolve_uri(config.output_dir),
-                                     "phoneme_cache": resolve_uri(config.phoneme_cache) if config.phoneme_cache
-                                     else None})
-
-
 def _model_config(config: TrainCtcConfig, num_classes: int):
     from models.ctc.builders import resolve_ctc_config
 
@@ -107,15 +95,11 @@ def run_train_ctc(config: TrainCtcConfig, *, progress: Callable[[str], None] = p
     from pipelines.phonemes import PhonemeInventory, Phonemizer
     from pipelines.train_input import index_training_rows, synthetic_rows_per_epoch
 
-    config = resolve_paths(config)
+    config = resolve_job_paths(config)
     tr = config.training
     outputs = RunOutputs(config.output_dir, config.input.storage)
-    start_step, train_seconds, meta, versions, inventory = 0, 0.0, None, None, None
-    if outputs.exists(outputs.paths["latest"]):
-        _, _, meta = load_ctc_checkpoint(outputs.fetch(outputs.paths["latest"]))
-        versions = {k: int(v) for k, v in (meta.extra.get("versions") or {}).items()}
-        inventory = PhonemeInventory(tuple(meta.phonemes))
-        start_step, train_seconds = meta.step, float(meta.extra.get("train_seconds", 0.0))
+    meta, versions, start_step, train_seconds = read_resume_state(outputs, load_ctc_checkpoint)
+    inventory = PhonemeInventory(tuple(meta.phonemes)) if meta is not None else None
     index = index_training_rows(config.input, versions=versions)
     if meta is not None and meta.codec_id != index.codec_id:
         raise CtcCheckpointError(f"{outputs.paths['latest']}: was trained on codec {meta.codec_id!r}, this config "

@@ -23,10 +23,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipelines.phoneme_training import WholeRowRecipe, whole_rows
+from pipelines.phoneme_training import WholeRowRecipe, read_resume_state, resolve_job_paths, whole_rows
 from pipelines.run_outputs import RunOutputs, checkpoint_paths
 from pipelines.train_loop import fit_with_ray_train
-from schemas.storage import resolve_uri
 from schemas.train_generator import TrainGeneratorConfig
 
 __all__ = ["TrainGeneratorSummary", "run_train_generator"]
@@ -73,15 +72,6 @@ def _model_config(config: TrainGeneratorConfig, num_classes: int):
 
     base = resolve_generator_config(config.preset if config.model is None else config.model)
     return base.with_phoneme_classes(num_classes)
-
-
-def _resolve(config: TrainGeneratorConfig) -> TrainGeneratorConfig:
-    inp = config.input.model_copy(update={
-        "lake_root": resolve_uri(config.input.lake_root),
-        "codec_checkpoint": resolve_uri(config.input.codec_checkpoint) if config.input.codec_checkpoint else None})
-    return config.model_copy(update={"input": inp, "output_dir": resolve_uri(config.output_dir),
-                                     "phoneme_cache": resolve_uri(config.phoneme_cache) if config.phoneme_cache
-                                     else None})
 
 
 def valid_batches(config: TrainGeneratorConfig, targets, *, rows: int, batch_size: int) -> list[dict[str, np.ndarray]]:
@@ -135,16 +125,12 @@ def run_train_generator(config: TrainGeneratorConfig, *,
     from pipelines.phonemes import PhonemeInventory, Phonemizer
     from pipelines.train_input import index_training_rows, synthetic_rows_per_epoch
 
-    config = _resolve(config)
+    config = resolve_job_paths(config)
     tr = config.training
     factorizer_id = config.input.factorizer_id
     outputs = RunOutputs(config.output_dir, config.input.storage)
-    start_step, train_seconds, meta, versions, inventory = 0, 0.0, None, None, None
-    if outputs.exists(outputs.paths["latest"]):
-        _, _, meta = load_generator_checkpoint(outputs.fetch(outputs.paths["latest"]))
-        versions = {k: int(v) for k, v in (meta.extra.get("versions") or {}).items()}
-        inventory = PhonemeInventory(tuple(meta.phonemes))
-        start_step, train_seconds = meta.step, float(meta.extra.get("train_seconds", 0.0))
+    meta, versions, start_step, train_seconds = read_resume_state(outputs, load_generator_checkpoint)
+    inventory = PhonemeInventory(tuple(meta.phonemes)) if meta is not None else None
     index = index_training_rows(config.input, versions=versions)
     if meta is not None and (meta.codec_id, meta.factorizer_id) != (index.codec_id, factorizer_id):
         raise GeneratorCheckpointError(f"{outputs.paths['latest']}: was trained on codec {meta.codec_id!r} and "

@@ -23,13 +23,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pipelines.phoneme_training import WholeRowRecipe, whole_rows
+from pipelines.phoneme_training import WholeRowRecipe, read_resume_state, resolve_job_paths, whole_rows
 from pipelines.run_outputs import RunOutputs, checkpoint_paths
 from pipelines.train_loop import fit_with_ray_train
-from schemas.storage import resolve_uri
 from schemas.train_s2s import TrainS2SConfig
 
-__all__ = ["TrainS2SSummary", "run_train_s2s", "resolve_paths", "S2SRecipe"]
+__all__ = ["TrainS2SSummary", "run_train_s2s", "S2SRecipe"]
 
 
 @dataclass
@@ -74,15 +73,6 @@ class TrainS2SSummary:
         return "\n".join(lines)
 
 
-def resolve_paths(config: TrainS2SConfig) -> TrainS2SConfig:
-    """The config with lake, codec checkpoint and output dir resolved ($LSM_HOME, else the cwd)."""
-    inp = config.input
-    inp = inp.model_copy(update={"lake_root": resolve_uri(inp.lake_root),
-                                 "codec_checkpoint": resolve_uri(inp.codec_checkpoint) if inp.codec_checkpoint
-                                 else None})
-    return config.model_copy(update={"input": inp, "output_dir": resolve_uri(config.output_dir)})
-
-
 def model_config_for(config: TrainS2SConfig):
     """The model the job trains: the preset or given config; without speaker conditioning, ``speaker_dim`` 0.
 
@@ -121,7 +111,7 @@ def run_train_s2s(config: TrainS2SConfig, *, progress: Callable[[str], None] = p
     from pipelines.s2s_pairs import index_s2s_pairs, pair_targets, read_valid_pairs
     from pipelines.train_input import synthetic_rows_per_epoch
 
-    config = resolve_paths(config)
+    config = resolve_job_paths(config)
     tr = config.training
     outputs = RunOutputs(config.output_dir, config.input.storage)
     latest = outputs.paths["latest"]
