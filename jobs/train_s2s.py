@@ -10,6 +10,10 @@ The latents must exist (``jobs/encode.py``), and for a synthetic share the ``syn
 (``jobs/recombine.py``). A pair is a source item and the target voice's row (``target_filter``) of the same
 language and text_id. A re-run of the same command resumes from the last checkpoint.
 
+After training, the final weights are judged on held-out real and synthetic inputs (the ``eval`` block:
+phoneme error rate by a recognizer of ``jobs/train_ctc.py``, which must exist first, target-voice
+similarity, environment removed) into ``output_dir/eval.json``; ``eval: null`` skips it.
+
 Exit codes: 0 success, 2 bad config (nothing was done), 1 the run failed (a re-run resumes).
 """
 
@@ -42,13 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     if config is None:
         return 2
 
+    from models.ctc.checkpoint import CtcCheckpointError
     from models.s2s.checkpoint import S2SCheckpointError
     from pipelines.train_loop import TrainingError
     from pipelines.train_s2s import run_train_s2s
 
     try:
         summary = run_train_s2s(config)
-    except (FileNotFoundError, ValueError, S2SCheckpointError, TrainingError) as exc:
+    except (FileNotFoundError, ValueError, S2SCheckpointError, CtcCheckpointError, TrainingError) as exc:
         fail(f"{type(exc).__name__}: {exc}")
         return 1
     print(summary.format())

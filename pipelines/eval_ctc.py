@@ -23,7 +23,8 @@ import numpy as np
 from pipelines.ctc_targets import build_phoneme_targets
 from pipelines.phonemes import PhonemeInventory, Phonemizer, edit_distance
 from pipelines.train_input import index_training_rows, plan_epoch, read_training_batch
-from schemas.train_input import TrainInputConfig, TrainInputError
+from schemas.factorizer import UNKNOWN_LABEL
+from schemas.train_input import LABELS, TrainInputConfig, TrainInputError
 
 __all__ = ["EvalRows", "load_eval_rows", "score_ctc"]
 
@@ -35,6 +36,7 @@ class EvalRows:
     """Whole rows to score, sorted by length (less padding per batch).
 
     Attributes:
+        labels: ``segments`` labels of each row (``schemas.train_input.LABELS``; None where unknown).
         skipped: why rows matching the filter are not scored (reason -> rows).
     """
 
@@ -42,6 +44,7 @@ class EvalRows:
     codes: list[np.ndarray] = field(default_factory=list)       # uint16 [frames, stages] each
     targets: list[list[int]] = field(default_factory=list)      # inventory ids, >= 1
     keys: list[str] = field(default_factory=list)
+    labels: dict[str, list[str | None]] = field(default_factory=dict)  # LABELS name -> value per row (None: unknown)
     skipped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -52,9 +55,11 @@ class EvalRows:
         return sum(len(t) for t in self.targets)
 
 
-def load_eval_rows(input_config: TrainInputConfig, row_filter: str, inventory: PhonemeInventory,
-                   phonemizer: Phonemizer, *, max_rows: int | None = None, read_rows: int = 256) -> EvalRows:
+def load_eval_rows(input_config: TrainInputConfig, row_filter: str, inventory: PhonemeInventory | None,
+                   phonemizer: Phonemizer | None, *, max_rows: int | None = None, read_rows: int = 256) -> EvalRows:
     """The real rows of ``row_filter`` (SQL over ``segments``) with latents of the input's codec, and targets.
+
+    ``inventory`` None: codes and labels only (every row is kept, ``targets`` are empty lists).
 
     A filter that matches no rows gives an empty :class:`EvalRows` (``skipped`` says so); a filter that does not
     parse, or a missing table, raises :class:`schemas.train_input.TrainInputError`.
@@ -70,7 +75,8 @@ def load_eval_rows(input_config: TrainInputConfig, row_filter: str, inventory: P
     table = index.real
     if max_rows is not None and table.num_rows > max_rows:
         index = replace(index, real=table.slice(0, max_rows))
-    targets = build_phoneme_targets(index.vocab, [index.real], phonemizer, inventory=inventory)
+    targets = None if inventory is None else build_phoneme_targets(index.vocab, [index.real], phonemizer,
+                                                                   inventory=inventory)
     longest = int(np.max(np.asarray(index.real.column("num_frames")), initial=1))
     index = replace(index, config=index.config.model_copy(update={"max_frames": longest}))
     plan = plan_epoch(index, 0).sort_by("item")
@@ -81,18 +87,23 @@ def load_eval_rows(input_config: TrainInputConfig, row_filter: str, inventory: P
         batch = read_training_batch({c: part.column(c).to_numpy() for c in part.column_names}, sources=sources,
                                     max_frames=index.config.max_frames, num_stages=index.num_stages,
                                     storage=index.config.storage)
-        ids, lengths = targets.for_batch(batch)
-        for i in range(len(lengths)):
+        n = len(batch["lengths"])
+        ids, lengths = targets.for_batch(batch) if targets is not None else (None, np.full(n, -1))
+        for i in range(n):
             if lengths[i] == 0:
                 rows.skipped[_NO_PHONEMES] = rows.skipped.get(_NO_PHONEMES, 0) + 1
                 continue
             rows.codes.append(batch["codes"][i, :int(batch["lengths"][i])].copy())
-            rows.targets.append(ids[i, :int(lengths[i])].tolist())
+            rows.targets.append(ids[i, :int(lengths[i])].tolist() if ids is not None else [])
             rows.keys.append(index.key(int(batch["item"][i]))[1])
+            for name in LABELS:
+                cls = int(batch[name][i])
+                rows.labels.setdefault(name, []).append(None if cls == UNKNOWN_LABEL else index.vocab[name][cls])
     order = np.argsort([len(c) for c in rows.codes], kind="stable")
     rows.codes = [rows.codes[i] for i in order]
     rows.targets = [rows.targets[i] for i in order]
     rows.keys = [rows.keys[i] for i in order]
+    rows.labels = {name: [values[i] for i in order] for name, values in rows.labels.items()}
     return rows
 
 

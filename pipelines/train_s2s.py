@@ -8,6 +8,8 @@ Flow (driver -> Ray Train workers)::
       -> TorchTrainer workers: whole source rows + their target's codes (one Lance take per batch)
          -> S2S step (the shared loop, pipelines.train_loop: budget, checkpoints, metrics.jsonl, loss_curve.png)
       -> rank 0 validates on the pairs of the valid_filter rows (loss, code accuracy)
+      -> driver: the final weights judged on held-out real and synthetic inputs (pipelines.eval_s2s: PER by a
+         separately trained recognizer, target-voice similarity, environment removed) -> eval.json
 
 The model id hashes the model config with the codec id. A re-run of the same command resumes from
 ``output_dir/checkpoints/latest.pt``: the table versions stored there are reused (so are the pairs), and the
@@ -28,7 +30,10 @@ from pipelines.run_outputs import RunOutputs, checkpoint_paths
 from pipelines.train_loop import fit_with_ray_train
 from schemas.train_s2s import TrainS2SConfig
 
-__all__ = ["TrainS2SSummary", "run_train_s2s", "S2SRecipe"]
+__all__ = ["TrainS2SSummary", "run_train_s2s", "S2SRecipe", "EVAL_FILE"]
+
+#: The held-out evaluation of the final weights, in ``output_dir``.
+EVAL_FILE = "eval.json"
 
 
 @dataclass
@@ -51,6 +56,7 @@ class TrainS2SSummary:
     dropped: dict[str, int] = field(default_factory=dict)
     last_train: dict[str, float] = field(default_factory=dict)
     last_valid: dict[str, float] = field(default_factory=dict)
+    eval: dict[str, Any] = field(default_factory=dict)
     already_complete: bool = False
 
     def format(self) -> str:
@@ -68,8 +74,14 @@ class TrainS2SSummary:
             lines.append("  last train: " + ", ".join(f"{k} {v:.4f}" for k, v in self.last_train.items()))
         if self.last_valid:
             lines.append("  last valid: " + ", ".join(f"{k} {v:.4f}" for k, v in self.last_valid.items()))
+        for name, scores in (self.eval.get("sets") or {}).items():
+            from pipelines.eval_s2s import format_line
+
+            lines.append(f"  eval {name}: {format_line(scores)}")
         lines += [f"  checkpoint: {paths['latest']}", f"  metrics:    {paths['metrics']}",
                   f"  curve:      {paths['curve']}"]
+        if self.eval:
+            lines.append(f"  eval:       {self.output_dir.rstrip('/')}/{EVAL_FILE}")
         return "\n".join(lines)
 
 
@@ -95,8 +107,11 @@ def model_config_for(config: TrainS2SConfig):
 
 def _pairing(config: TrainS2SConfig) -> dict[str, Any]:
     """What fixes the pairs besides the tables (stored in the checkpoint; a resume must not change it)."""
-    return {"target_filter": config.target_filter, "target_voice": config.target_voice,
-            "condition_on_target_speaker": config.condition_on_target_speaker}
+    pairing = {"target_filter": config.target_filter, "target_voice": config.target_voice,
+               "condition_on_target_speaker": config.condition_on_target_speaker}
+    if config.synthetic_target_filter is not None:  # absent when unset: checkpoints from before it still resume
+        pairing["synthetic_target_filter"] = config.synthetic_target_filter
+    return pairing
 
 
 def run_train_s2s(config: TrainS2SConfig, *, progress: Callable[[str], None] = print) -> TrainS2SSummary:
@@ -120,7 +135,14 @@ def run_train_s2s(config: TrainS2SConfig, *, progress: Callable[[str], None] = p
         _, _, meta = load_s2s_checkpoint(outputs.fetch(latest))
         versions = {k: int(v) for k, v in (meta.extra.get("versions") or {}).items()}
         start_step, train_seconds = meta.step, float(meta.extra.get("train_seconds", 0.0))
-    index = index_s2s_pairs(config.input, config.target_filter, versions=versions)
+    index = index_s2s_pairs(config.input, config.target_filter, versions=versions,
+                            synthetic_target_filter=config.synthetic_target_filter)
+    if config.eval is not None:  # a missing or mismatched recognizer fails now, not after the training
+        from models.ctc.checkpoint import load_ctc_checkpoint
+        from pipelines.eval_s2s import fetch_recognizer
+
+        load_ctc_checkpoint(fetch_recognizer(config.eval.recognizer_checkpoint, config.input.storage),
+                            expected_codec_id=index.codec_id)
     model_config = model_config_for(config)
     s2s_id = s2s_id_for(model_config, index.codec_id)
     if meta is not None:
@@ -137,7 +159,8 @@ def run_train_s2s(config: TrainS2SConfig, *, progress: Callable[[str], None] = p
         progress(f"resuming {s2s_id} from step {start_step} ({train_seconds / 60:.1f} min trained)")
     with_speaker = config.condition_on_target_speaker
     valid = read_valid_pairs(config.input, config.valid_filter, config.target_filter, versions=index.versions,
-                             rows=tr.valid_rows, batch_size=config.input.batch_size, with_speaker=with_speaker)
+                             rows=tr.valid_rows, batch_size=config.input.batch_size, with_speaker=with_speaker,
+                             synthetic_target_filter=config.synthetic_target_filter)
     targets = pair_targets(index)
     keys = set(index.real.column("target_key").to_pylist()) | set(index.synthetic.column("target_key").to_pylist())
     summary = TrainS2SSummary(s2s_id=s2s_id, codec_id=index.codec_id, target_voice=config.target_voice,
@@ -158,14 +181,43 @@ def run_train_s2s(config: TrainS2SConfig, *, progress: Callable[[str], None] = p
                        "s2s_id": s2s_id, "codec_id": index.codec_id, "versions": dict(index.versions),
                        "pairing": _pairing(config), "start_step": start_step, "targets": targets, "valid": valid}
         _fit(config, index, loop_config)
-    _, _, meta = load_s2s_checkpoint(outputs.fetch(latest), expected_codec_id=index.codec_id)
+    model, _, meta = load_s2s_checkpoint(outputs.fetch(latest), expected_codec_id=index.codec_id)
     summary.end_step, summary.s2s_id = meta.step, meta.s2s_id
     summary.train_seconds = float(meta.extra.get("train_seconds", train_seconds))
     history = outputs.read_metrics()
     last = next((r for r in reversed(history) if "total" in r), {})
     summary.last_train = {k: float(last[k]) for k in ("total", "accuracy", "kept") if k in last}
     summary.last_valid = {k[len("valid_"):]: float(v) for k, v in meta.extra.items() if k.startswith("valid_")}
+    if config.eval is not None:
+        summary.eval = _evaluate(config, model, meta, outputs, progress)
     return summary
+
+
+def _evaluate(config: TrainS2SConfig, model, meta, outputs: RunOutputs,
+              progress: Callable[[str], None]) -> dict[str, Any]:
+    """Judge the final weights (``pipelines.eval_s2s``); eval.json is reused when it is of these exact weights,
+    the same eval block and the same recognizer file."""
+    import json
+
+    from pipelines.eval_s2s import EVAL_VERSION, evaluate_s2s
+
+    uri = f"{config.output_dir.rstrip('/')}/{EVAL_FILE}"
+    wanted = {**config.eval.model_dump(mode="json"), "target_filter": config.target_filter, "version": EVAL_VERSION}
+    previous = outputs.read_text(uri)
+    if previous:
+        from models.ctc.checkpoint import load_ctc_checkpoint
+        from pipelines.eval_s2s import fetch_recognizer
+
+        stored = json.loads(previous)
+        recognizer = load_ctc_checkpoint(fetch_recognizer(config.eval.recognizer_checkpoint, config.input.storage))[2]
+        if (stored.get("s2s_id"), stored.get("recognizer"), stored.get("eval")) == (meta.s2s_id, recognizer.ctc_id,
+                                                                                    wanted):
+            return stored
+    result = {**evaluate_s2s(config, model, meta, progress=progress), "step": meta.step, "eval": wanted}
+    scratch = outputs.scratch(EVAL_FILE)
+    scratch.write_text(json.dumps(result, indent=2))
+    outputs.publish(scratch, uri)
+    return result
 
 
 def _fit(config: TrainS2SConfig, index, loop_config: dict[str, Any]) -> None:

@@ -47,6 +47,7 @@ def _snapshot(lake: Path) -> dict:
     }
 
 
+@pytest.mark.slow  # ~60 s (two curation runs and a kill); the default suite keeps re-run idempotence in test_curate.py
 @pytest.mark.integration
 def test_killed_run_resumes_to_the_same_tables_as_an_uninterrupted_run(tmp_path):
     raw = tmp_path / "raw"

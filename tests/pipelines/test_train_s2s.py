@@ -41,7 +41,7 @@ def _config(lake: str, out: Path, *, max_frames: int = 70, **training) -> TrainS
         "input": {"lake_root": lake, "codec_id": CODEC, "real_filter": "split = 'train'", "max_frames": max_frames,
                   "crop": "start", "batch_size": 4, "synthetic_per_real": 1, "rows_per_block": 8},
         "target_filter": TARGET, "target_voice": "t0_clean", "valid_filter": "split = 'valid'",
-        "output_dir": str(out), "preset": None,
+        "output_dir": str(out), "preset": None, "eval": None,  # tests/pipelines/test_eval_s2s.py judges
         "model": {**s2s_tiny_test().model_dump(), "codebook_size": 4096},  # synthetic codes: 2000+
         "training": {"max_steps": 6, "checkpoint_every_steps": 3, "valid_every_steps": 3, "log_every_steps": 3,
                      "lr_warmup_steps": 1, **training}})
@@ -83,6 +83,50 @@ def test_pairs_share_language_and_text_with_the_first_target_row(tiny, tmp_path)
         assert not codes[n, length:].any()
     speaker = read_target_speakers(targets, items)  # every speaker vector of segment i is i + 0.5
     assert speaker.shape == (len(items), 64) and np.allclose(speaker[:, 0], np.array(rows) + 0.5)
+
+
+def test_recombined_rows_in_the_target_voice_are_targets_of_sentences_it_never_recorded(tmp_path):
+    """A synthetic row with t:0's voice in a clean room on cs content (the real t:0 clean rows speak en only)
+    becomes the target of every item of that cs sentence, itself excepted; real targets keep priority."""
+    from tests.train_input_lake import write_synthetic
+
+    lake, segs, recipes = train_input_lake(tmp_path)
+    extra = {"content": segs[1], "donors": {"speaker": segs[0], "environment": segs[0]}, "frames": 25}
+    write_synthetic(lake, recipes + [extra])  # syn008: (cs, s1) in t:0, clean
+    cfg = _config(lake, tmp_path / "out").input
+    plain = index_s2s_pairs(cfg, TARGET)
+    target_filter = "passed AND target_speaker = 't:0' AND target_environment = 'clean'"
+    index = index_s2s_pairs(cfg, TARGET, synthetic_target_filter=target_filter)
+    assert "synthetic" in index.versions
+    cs_s1 = {s["segment_id"] for s in segs[:12] if (s["language"], s["text_id"]) == ("cs", "s1")}
+    real_keys = index.real.column("key").to_pylist()
+    assert set(real_keys) == set(plain.real.column("key").to_pylist()) | cs_s1
+    by_key = dict(zip(real_keys, zip(index.real.column("target_key").to_pylist(),
+                                     index.real.column("target_origin").to_pylist())))
+    assert all(by_key[k] == ("syn008", 1) for k in cs_s1)
+    extra_own = {"content": segs[5], "donors": {"speaker": segs[0], "environment": segs[0]}, "frames": 25}
+    write_synthetic(lake, recipes + [extra, extra_own])  # syn009: segment 5's own (cs, s1) in t:0, clean
+    again = index_s2s_pairs(cfg, TARGET, synthetic_target_filter=target_filter)
+    own = dict(zip(again.real.column("key").to_pylist(), again.real.column("target_key").to_pylist()))
+    assert own[segs[5]["segment_id"]] == "syn009"  # its own swap, frame for frame
+    assert all(own[k] == "syn008" for k in cs_s1 - {segs[5]["segment_id"]})  # else the first of the sentence
+    before = dict(zip(plain.real.column("key").to_pylist(), plain.real.column("target_key").to_pylist()))
+    assert all(by_key[k] == (t, 0) for k, t in before.items())  # a recording beats a swap
+    # syn002 (t:0 voice on en s2 content) is a synthetic target too, but the real t:0 rows of (en, s2) come first
+    assert "syn008" not in index.synthetic.column("key").to_pylist()  # never its own target
+    targets = pair_targets(index)
+    items = np.array([real_keys.index(k) for k in sorted(cs_s1)])
+    codes, lengths = read_target_codes(targets, np.concatenate([items, [0]]))
+    assert lengths[:-1].tolist() == [25] * len(items)  # syn008: stage 0 is 2000 + 10 * 8 + t
+    assert codes[0, :25, 0].tolist() == [2080 + t for t in range(25)]
+    first = by_key[real_keys[0]][0]
+    row = next(i for i, s in enumerate(segs) if s["segment_id"] == first)
+    assert codes[-1, :lengths[-1], 0].tolist() == [(7 * row + t) % 1000 for t in range(lengths[-1])]
+    valid = read_valid_pairs(cfg, "split = 'valid'", TARGET, versions=None, rows=10, batch_size=4,
+                             with_speaker=False, synthetic_target_filter=target_filter)
+    assert sum(len(b["lengths"]) for b in valid) == 2  # segment 12 (en, s0: real target), 13 (cs, s1: syn008)
+    with pytest.raises(Exception, match="synthetic_target_filter"):
+        index_s2s_pairs(cfg, TARGET, synthetic_target_filter="target_speaker = = 1")
 
 
 def test_no_pairs_and_a_bad_target_filter_are_one_line_errors(tiny, tmp_path):
@@ -182,7 +226,8 @@ def test_valid_pairs_are_whole_rows_of_the_valid_split(tiny, tmp_path):
 @pytest.mark.parametrize("bad, word", [({"input": {"codec_id": "x", "epochs": 3}}, "epochs"),
                                        ({"input": {"codec_id": "x"}, "condition_on_target_speaker": True},
                                         "factorizer_id"),
-                                       ({"input": {"codec_id": "x"}, "target_filtr": "x"}, "target_filtr")])
+                                       ({"input": {"codec_id": "x"}, "target_filtr": "x"}, "target_filtr"),
+                                       ({"input": {"codec_id": "x"}}, "codec_checkpoint")])  # eval decodes audio
 def test_bad_config_exits_2_with_one_line(tmp_path, bad, word):
     path = tmp_path / "train_s2s.yaml"
     path.write_text(yaml.safe_dump(bad))
