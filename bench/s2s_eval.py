@@ -69,7 +69,10 @@ def format_results(output_dirs: list[Path], configs: list[str] | None = None) ->
              + " --results-md bench/RESULTS.md", "```", "",
              f"CPU: {cpu_model()}; git {git_revision(REPO_ROOT)}. Judges the S2S model never trained with: the "
              "recognizer (trained separately, `jobs/train_ctc.py`), Resemblyzer and DNSMOS. Each cell is source → "
-             "output: PER against the source's transcript (lower is better), cosine to the target voice's centroid "
+             "output: PER against the source's transcript (lower is better; beside it the output's PER against "
+             "another row's transcript: the judge's chance level), for rows whose sentence the target voice "
+             "recorded the share closer by DTW mel distance to its reading of that sentence than of another "
+             "(0.5 is chance), cosine to the target voice's centroid "
              "(higher; in brackets the share of rows whose output is closer than its source), the share of "
              "not-clean sources the environment probe calls clean (higher), DNSMOS BAK on not-clean sources and "
              "OVRL on all (1-5, higher)."]

@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 
 __all__ = ["CLEAN", "EVAL_VERSION", "EnvironmentProbe", "convert_rows", "pooled_latents", "decode_all", "speaker_centroid",
-           "score_set", "fetch_recognizer", "evaluate_s2s", "format_line", "format_markdown"]
+           "score_set", "text_references", "fetch_recognizer", "evaluate_s2s", "format_line", "format_markdown"]
 
 #: The environment label of a row with no room and no added noise.
 CLEAN = "clean"
 #: Bumped when a measurement changes: a stored eval.json of another version is measured again.
-EVAL_VERSION = 2
+EVAL_VERSION = 3
 
 
 def convert_rows(s2s, codes: Sequence[np.ndarray], *, rate: float = 1.0, speaker: np.ndarray | None = None,
@@ -164,8 +164,46 @@ def _mean(values) -> float:
     return float(v.mean()) if len(v) else math.nan
 
 
+def text_references(rows) -> dict[tuple[str, str], int]:
+    """(language, text_id) -> the first row of ``rows`` (the target voice's) speaking it."""
+    refs: dict[tuple[str, str], int] = {}
+    for i, key in enumerate(zip(rows.labels.get("language", []), rows.labels.get("text_id", []))):
+        if None not in key:
+            refs.setdefault(key, i)
+    return refs
+
+
+def _text_distances(rows, wav_source, wav_output, references: dict[tuple[str, str], np.ndarray]
+                    ) -> dict[str, float]:
+    """DTW mel distances of source and output to the target voice's recording of the row's sentence and of
+    another sentence (the next one, in sorted order, that the voice recorded)."""
+    from pipelines.eval.recombine_quality import measure_dtw_mel_distance
+
+    keys = sorted(references)
+    if len(keys) < 2:
+        return {"text_rows": 0}
+    same = {"source": [], "output": []}
+    other = {"source": [], "output": []}
+    for i, key in enumerate(zip(rows.labels["language"], rows.labels["text_id"])):
+        if key not in references:
+            continue
+        ref, ref_other = references[key], references[keys[(keys.index(key) + 1) % len(keys)]]
+        for name, wav in (("source", wav_source[i]), ("output", wav_output[i])):
+            same[name].append(measure_dtw_mel_distance(ref, wav))
+            other[name].append(measure_dtw_mel_distance(ref_other, wav))
+    out: dict[str, float] = {"text_rows": len(same["output"])}
+    if not same["output"]:
+        return out
+    for name in ("source", "output"):
+        a, b = np.asarray(same[name]), np.asarray(other[name])
+        out[f"dtw_same_text_{name}"], out[f"dtw_other_text_{name}"] = float(a.mean()), float(b.mean())
+        out[f"dtw_closer_rate_{name}"] = float(np.mean(a < b))
+    return out
+
+
 def score_set(rows, outputs: Sequence[np.ndarray], *, recognizer, codec, probe: EnvironmentProbe,
-              speaker_judge=None, centroid: np.ndarray | None = None, dnsmos=None) -> dict[str, float]:
+              speaker_judge=None, centroid: np.ndarray | None = None, dnsmos=None,
+              references: dict[tuple[str, str], np.ndarray] | None = None) -> dict[str, float]:
     """Scores of one eval set: ``rows`` (:class:`pipelines.eval_ctc.EvalRows`, with labels) and their outputs.
 
     Keys: ``rows``; ``per_source`` / ``per_output``, and ``per_output_other_text`` (each output against another
@@ -174,7 +212,11 @@ def score_set(rows, outputs: Sequence[np.ndarray], *, recognizer, codec, probe: 
     ``env_clean_rate_output`` (probe says clean, among not-clean sources), ``env_probe_accuracy`` (on the
     sources' own labels); with a speaker judge ``speaker_sim_source`` / ``speaker_sim_output`` (mean cosine to
     the target centroid) and ``speaker_closer_rate`` (output closer than its source); with DNSMOS
-    ``dnsmos_bak_source`` / ``dnsmos_bak_output`` (on not-clean sources) and ``dnsmos_ovrl_*`` (all rows).
+    ``dnsmos_bak_source`` / ``dnsmos_bak_output`` (on not-clean sources) and ``dnsmos_ovrl_*`` (all rows);
+    with ``references`` (the target voice's decoded recordings by ``(language, text_id)``), for the
+    ``text_rows`` rows whose sentence the voice recorded: ``dtw_same_text_*`` / ``dtw_other_text_*`` (mean DTW
+    mel distance to its recording of that sentence / of another one) and ``dtw_closer_rate_*`` (share closer
+    to the right sentence: content kept, judged on audio with no model; 0.5 is chance).
     """
     from pipelines.eval_ctc import score_ctc
 
@@ -198,7 +240,7 @@ def score_set(rows, outputs: Sequence[np.ndarray], *, recognizer, codec, probe: 
     out["env_clean_rate_source"] = _mean([said_source[i] == CLEAN for i in dirty]) if dirty else math.nan
     out["env_clean_rate_output"] = _mean([said_output[i] == CLEAN for i in dirty]) if dirty else math.nan
     out["env_clean_rate_output_all"] = _mean([s == CLEAN for s in said_output])
-    if speaker_judge is None and dnsmos is None:
+    if speaker_judge is None and dnsmos is None and not references:
         return out
     rate = int(codec.sample_rate_hz)
     wav_source, wav_output = decode_all(codec, rows.codes), decode_all(codec, outputs)
@@ -211,6 +253,8 @@ def score_set(rows, outputs: Sequence[np.ndarray], *, recognizer, codec, probe: 
         out["speaker_sim_source"], out["speaker_sim_output"] = _mean(source), _mean(output)
         out["speaker_closer_rate"] = _mean(output[both] > source[both]) if both.any() else math.nan
         out["speaker_judged_rows"] = int(both.sum())
+    if references:
+        out.update(_text_distances(rows, wav_source, wav_output, references))
     if dnsmos is not None:
         source_scores = [dnsmos(w, rate) for w in wav_source]
         output_scores = [dnsmos(w, rate) for w in wav_output]
@@ -301,12 +345,15 @@ def evaluate_s2s(config, s2s, meta, *, progress: Callable[[str], None] = print) 
     result: dict[str, Any] = {"s2s_id": meta.s2s_id, "recognizer": rec_meta.ctc_id, "codec": codec_meta.codec_id,
                               "probe_rows": len(keep), "probe_classes": probe.classes,
                               "target": {"rows": len(target), "per": score_ctc(recognizer, target)["per"]}, "sets": {}}
-    judge = centroid = dnsmos = None
+    judge = centroid = dnsmos = references = None
+    target_wavs = decode_all(codec, target.codes) if (ev.speaker_judge or ev.text_references) else []
+    if ev.text_references:
+        references = {key: target_wavs[i] for key, i in text_references(target).items()}
     if ev.speaker_judge:
         from recombination.judges import SpeakerJudge
 
         judge = SpeakerJudge()
-        centroid, loo = speaker_centroid(judge.embed_many(decode_all(codec, target.codes), int(codec.sample_rate_hz)))
+        centroid, loo = speaker_centroid(judge.embed_many(target_wavs, int(codec.sample_rate_hz)))
         result["target"]["speaker_sim_loo"] = _mean(loo)
     if ev.dnsmos:
         from recombination.judges import NaturalnessJudge
@@ -318,7 +365,7 @@ def evaluate_s2s(config, s2s, meta, *, progress: Callable[[str], None] = print) 
         rows = sets[s.name]
         outputs = convert_rows(s2s, rows.codes, rate=ev.rate, speaker=speaker)
         scores = score_set(rows, outputs, recognizer=recognizer, codec=codec, probe=probe, speaker_judge=judge,
-                           centroid=centroid, dnsmos=dnsmos)
+                           centroid=centroid, dnsmos=dnsmos, references=references)
         scores["skipped"] = sum(rows.skipped.values())
         result["sets"][s.name] = scores
         progress(f"eval {s.name}: {format_line(scores)} ({time.perf_counter() - t0:.1f} s)")
@@ -331,6 +378,9 @@ def format_line(scores: dict[str, float]) -> str:
         return "no rows"
     parts = [f"{int(scores['rows'])} rows", f"PER {scores['per_source']:.3f} -> {scores['per_output']:.3f}"
              + (f" (other text {scores['per_output_other_text']:.3f})" if "per_output_other_text" in scores else "")]
+    if scores.get("text_rows"):
+        parts.append(f"closer to the voice's own reading of the sentence {scores['dtw_closer_rate_source']:.2f} -> "
+                     f"{scores['dtw_closer_rate_output']:.2f} of {int(scores['text_rows'])}")
     if "speaker_sim_output" in scores:
         parts.append(f"target-voice sim {scores['speaker_sim_source']:.3f} -> {scores['speaker_sim_output']:.3f}")
     if scores.get("env_not_clean_rows"):
@@ -349,16 +399,19 @@ def format_markdown(result: dict[str, Any]) -> str:
     """The eval result as a Markdown table: one row per set, source -> output for every judge."""
     target = result["target"]
     lines = ["| set | rows | PER source → output | PER output vs another row's text | "
+             "right sentence closer (DTW to the voice's reading) source → output (rows) | "
              "target-voice sim source → output (closer) | not clean: probe says clean source → output | "
              "DNSMOS BAK (not clean) source → output | DNSMOS OVRL source → output |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, s in result["sets"].items():
         if not s.get("rows"):
-            lines.append(f"| {name} | 0 | | | | | | |")
+            lines.append(f"| {name} | 0 | | | | | | | |")
             continue
         lines.append(
             f"| {name} | {int(s['rows'])} | {_fmt(s['per_source'])} → {_fmt(s['per_output'])} | "
             f"{_fmt(s.get('per_output_other_text'))} | "
+            f"{_fmt(s.get('dtw_closer_rate_source'), 2)} → {_fmt(s.get('dtw_closer_rate_output'), 2)} "
+            f"({int(s.get('text_rows', 0))}) | "
             f"{_fmt(s.get('speaker_sim_source'))} → {_fmt(s.get('speaker_sim_output'))} "
             f"({_fmt(s.get('speaker_closer_rate'), 2)}) | {_fmt(s.get('env_clean_rate_source'), 2)} → "
             f"{_fmt(s.get('env_clean_rate_output'), 2)} (of {int(s.get('env_not_clean_rows', 0))}) | "

@@ -55,6 +55,8 @@ class S2SEvalConfig(_Strict):
       converted codes, against the SOURCE row's transcript (beside its PER on the unconverted source);
     - target-voice similarity: Resemblyzer cosine of the decoded output to the target voice's centroid
       (beside the source's, and the target rows' own leave-one-out similarity: the ceiling);
+    - content kept, with no model: for rows whose sentence the target voice recorded, the share of outputs
+      closer (DTW mel distance) to that recording than to its recording of another sentence;
     - environment removed: share of outputs that an environment probe (logistic regression on the pooled codec
       latent, fitted on ``probe_filter`` rows) calls ``clean``, among sources that are not clean; and DNSMOS
       BAK (background noise, 1-5) of source and output.
@@ -69,6 +71,9 @@ class S2SEvalConfig(_Strict):
     probe_rows: int = Field(default=3000, ge=10, description="at most this many probe rows (the first by id)")
     target_rows: int = Field(default=40, ge=2, description="target-voice rows in the speaker centroid")
     speaker_judge: bool = Field(default=True, description="score target-voice similarity (Resemblyzer)")
+    text_references: bool = Field(default=True, description=(
+        "for rows whose sentence the target voice recorded: is the output closer (DTW mel distance) to that "
+        "recording than to the voice's recording of another sentence (content kept, judged with no model)"))
     dnsmos: bool = Field(default=True, description="score DNSMOS BAK/OVRL of sources and outputs")
 
     @model_validator(mode="after")

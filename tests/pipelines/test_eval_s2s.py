@@ -58,6 +58,25 @@ def test_speaker_centroid_leaves_each_row_out():
         speaker_centroid(e[[0, 3]])
 
 
+def test_text_distances_tell_the_right_sentence_by_audio_alone():
+    from types import SimpleNamespace
+
+    from pipelines.eval_s2s import _text_distances
+
+    t = np.arange(16000) / 16000
+    rng = np.random.default_rng(0)
+    tone = lambda f: (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32)  # noqa: E731
+    refs = {("en", "a"): tone(300), ("en", "b"): (0.3 * rng.standard_normal(16000)).astype(np.float32)}
+    rows = SimpleNamespace(labels={"language": ["en", "en", "en"], "text_id": ["a", "b", "zzz"]})
+    source = [tone(310), (0.3 * rng.standard_normal(16000)).astype(np.float32), tone(300)]
+    output = [(0.3 * rng.standard_normal(16000)).astype(np.float32), tone(300), tone(300)]
+    out = _text_distances(rows, source, output, refs)
+    assert out["text_rows"] == 2  # "zzz" has no reference
+    assert out["dtw_closer_rate_source"] == 1.0 and out["dtw_closer_rate_output"] == 0.0  # outputs swapped
+    assert out["dtw_same_text_source"] < out["dtw_other_text_source"]
+    assert _text_distances(rows, source, output, {("en", "a"): tone(300)}) == {"text_rows": 0}
+
+
 def test_environment_probe_learns_separable_rows_and_needs_clean():
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(0, 0.1, (20, 4)), rng.normal(3, 0.1, (20, 4))])
@@ -128,6 +147,9 @@ def test_a_whole_evaluation_scores_every_set_against_its_source(lake):
     table = format_markdown(result)
     assert "| others | 4 |" in table and "| nobody | 0 |" in table and "leave-one-out" in table
     assert others["per_output_other_text"] >= 0
+    # t:1 speaks n1, n0, n3, n2; the target voice (t:0 clean) recorded n0 and n2
+    assert others["text_rows"] == 2 and 0 <= others["dtw_closer_rate_output"] <= 1
+    assert others["dtw_same_text_output"] > 0 and others["dtw_other_text_source"] > 0
 
 
 def test_the_probe_never_fits_on_rows_of_an_eval_set(lake):
