@@ -209,3 +209,26 @@ def test_the_bench_script_puts_eval_json_into_results_md(lake, tmp_path):
     assert text.startswith("# Results\n\nkept\n") and f"<!-- {RESULTS_MARKER}:begin -->" in text
     assert "| others | 4 |" in text and meta.s2s_id in text
     assert main(["--output-dir", str(tmp_path / "none"), "--results-md", str(results)]) == 1
+
+
+def test_a_model_conditioned_on_the_target_speaker_gets_the_voices_mean_vector(lake, tmp_path):
+    from pipelines.eval_s2s import _target_speaker_vector
+    from tests.train_input_lake import write_factors
+
+    factorizer_id = "factorizer_t-9-w9"
+    write_factors(lake["lake"], lake["rows"], factorizer_id=factorizer_id,
+                  codec_id=load_s2s_checkpoint(lake["s2s"])[2].codec_id)  # speaker vector of row i: all i + 0.5
+    model, config = _s2s(speaker_dim=64)
+    path = save_s2s_checkpoint(tmp_path / "s2s_spk.pt", model, config, codec_id=load_s2s_checkpoint(lake["s2s"])[2]
+                               .codec_id, target_voice="t0_clean", factorizer_id=factorizer_id)
+    model, _, meta = load_s2s_checkpoint(path)
+    cfg = _config(lake, speaker_judge=False, dnsmos=False)
+    cfg = cfg.model_copy(update={"condition_on_target_speaker": True,
+                                 "input": cfg.input.model_copy(update={"factorizer_id": factorizer_id})})
+    target_keys = [r["segment_id"] for r in lake["rows"] if r["speaker"] == "t:0" and r["environment"] == "clean"]
+    vector = _target_speaker_vector(cfg, meta, target_keys)
+    assert vector.shape == (64,) and np.allclose(vector, 1 / 8)  # the unit mean of constant vectors
+    result = evaluate_s2s(cfg, model, meta, progress=lambda _: None)
+    assert result["sets"]["others"]["rows"] == 4
+    with pytest.raises(ValueError, match="no speaker vectors"):
+        _target_speaker_vector(cfg, meta, ["no-such-segment"])
