@@ -87,14 +87,13 @@ def load_eval_rows(input_config: TrainInputConfig, row_filter: str, inventory: P
         batch = read_training_batch({c: part.column(c).to_numpy() for c in part.column_names}, sources=sources,
                                     max_frames=index.config.max_frames, num_stages=index.num_stages,
                                     storage=index.config.storage)
-        n = len(batch["lengths"])
-        ids, lengths = targets.for_batch(batch) if targets is not None else (None, np.full(n, -1))
-        for i in range(n):
-            if lengths[i] == 0:
+        ids, lengths = targets.for_batch(batch) if targets is not None else (None, None)
+        for i in range(len(batch["lengths"])):
+            if lengths is not None and lengths[i] == 0:
                 rows.skipped[_NO_PHONEMES] = rows.skipped.get(_NO_PHONEMES, 0) + 1
                 continue
             rows.codes.append(batch["codes"][i, :int(batch["lengths"][i])].copy())
-            rows.targets.append(ids[i, :int(lengths[i])].tolist() if ids is not None else [])
+            rows.targets.append([] if ids is None else ids[i, :int(lengths[i])].tolist())
             rows.keys.append(index.key(int(batch["item"][i]))[1])
             for name in LABELS:
                 cls = int(batch[name][i])

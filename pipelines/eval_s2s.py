@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLEAN", "EVAL_VERSION", "EnvironmentProbe", "convert_rows", "pooled_latents", "decode_all", "speaker_centroid",
-           "score_set", "text_references", "fetch_recognizer", "evaluate_s2s", "format_line", "format_markdown"]
+__all__ = ["CLEAN", "EVAL_VERSION", "EnvironmentProbe", "convert_rows", "pooled_latents", "decode_all",
+           "speaker_centroid", "score_set", "text_references", "fetch_recognizer", "load_recognizer", "evaluate_s2s",
+           "format_line", "format_markdown"]
 
 #: The environment label of a row with no room and no added noise.
 CLEAN = "clean"
@@ -71,16 +72,20 @@ def convert_rows(s2s, codes: Sequence[np.ndarray], *, rate: float = 1.0, speaker
     return out
 
 
-def pooled_latents(codec, codes: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean and std over frames of each row's quantized codec latent: float32 ``[rows, 2 * latent_dim]``."""
-    import torch
+def pooled_latents(codec, codes: Sequence[np.ndarray], *, batch_size: int = 32) -> np.ndarray:
+    """Mean and std over frames of each row's quantized codec latent, float32 ``[rows, 2 * latent_dim]`` in row
+    order: the recombination report's latent features (:func:`pipelines.eval.recombine_quality.pool_latents`),
+    in batches of similar length."""
+    from pipelines.eval.recombine_quality import pool_latents
 
-    feats = []
-    with torch.inference_mode():
-        for c in codes:
-            latent = codec.codes_to_latent(torch.from_numpy(c.astype(np.int64))[None])[0]       # [D, T]
-            feats.append(torch.cat([latent.mean(-1), latent.std(-1, unbiased=False)]).numpy())
-    return np.asarray(feats, dtype=np.float32).reshape(len(codes), -1)
+    if not len(codes):
+        return np.zeros((0, 0), np.float32)
+    order = np.argsort([len(c) for c in codes], kind="stable")
+    parts = [pool_latents(codec, [codes[i] for i in order[start:start + batch_size]])
+             for start in range(0, len(order), batch_size)]
+    out = np.empty_like(np.concatenate(parts))
+    out[order] = np.concatenate(parts)
+    return out
 
 
 class EnvironmentProbe:
@@ -305,8 +310,24 @@ def fetch_recognizer(uri: str, storage) -> Path:
     return local
 
 
-def evaluate_s2s(config, s2s, meta, *, progress: Callable[[str], None] = print) -> dict[str, Any]:
+def load_recognizer(uri: str, storage, codec_id: str):
+    """``(model, meta)`` of the recognizer checkpoint ``uri``, which must read ``codec_id``'s codes.
+
+    Raises:
+        FileNotFoundError: no such file (the message says how to train one).
+        models.ctc.CtcCheckpointError: a recognizer of another codec, or a broken file.
+    """
+    from models.ctc.checkpoint import load_ctc_checkpoint
+
+    model, _, meta = load_ctc_checkpoint(fetch_recognizer(uri, storage), expected_codec_id=codec_id)
+    return model, meta
+
+
+def evaluate_s2s(config, s2s, meta, *, recognizer=None, progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the ``config.eval`` block (a :class:`schemas.train_s2s.TrainS2SConfig`) on the trained ``s2s``.
+
+    ``recognizer``: ``(model, meta)`` from :func:`load_recognizer` if the caller has it; None loads
+    ``eval.recognizer_checkpoint``.
 
     Returns ``{"s2s_id", "recognizer", "target": {...}, "sets": {name: scores}}`` (see :func:`score_set`);
     ``target`` holds the recognizer's PER on the target voice and its leave-one-out speaker similarity.
@@ -317,13 +338,12 @@ def evaluate_s2s(config, s2s, meta, *, progress: Callable[[str], None] = print) 
         ValueError: no target or probe rows to judge with.
     """
     from models.codec import load_checkpoint
-    from models.ctc.checkpoint import load_ctc_checkpoint
     from pipelines.eval_ctc import load_eval_rows, score_ctc
     from pipelines.phonemes import PhonemeInventory, Phonemizer
 
     ev = config.eval
-    recognizer, _, rec_meta = load_ctc_checkpoint(fetch_recognizer(ev.recognizer_checkpoint, config.input.storage),
-                                                  expected_codec_id=meta.codec_id)
+    recognizer, rec_meta = recognizer or load_recognizer(ev.recognizer_checkpoint, config.input.storage,
+                                                         meta.codec_id)
     codec, _, codec_meta = load_checkpoint(config.input.codec_checkpoint, expected_codec_id=meta.codec_id)
     inventory = PhonemeInventory(tuple(rec_meta.phonemes))
     phonemizer = Phonemizer(cache_dir=config.phoneme_cache)

@@ -40,8 +40,8 @@ from schemas.factors import FACTOR_DIMS, VECTOR_COLUMNS
 from schemas.storage import StorageConfig
 from schemas.train_input import FACTOR_ROW_COLUMNS, TrainInputConfig, TrainInputError
 
-__all__ = ["PAIR_COLUMNS", "TARGET_ORIGINS", "NoPairsError", "PairTargets", "index_s2s_pairs", "pair_targets", "read_target_codes",
-           "read_target_speakers", "read_valid_pairs"]
+__all__ = ["PAIR_COLUMNS", "TARGET_ORIGINS", "NoPairsError", "PairTargets", "index_s2s_pairs", "pair_targets",
+           "read_target_codes", "read_target_speakers", "read_valid_pairs"]
 
 #: Columns added to both tables of the index: the target row's key (segment_id or synth_id), its table
 #: (:data:`TARGET_ORIGINS` index), row offset there, frames, and its speaker's ``factors`` row (-1: none).
@@ -65,8 +65,8 @@ class PairTargets:
     factors: tuple[str, int] | None
     num_stages: int
     storage: StorageConfig
-    origin: np.ndarray | None = None     # int8 per item: TARGET_ORIGINS index (None: all latents)
-    synthetic: tuple[str, int] | None = None
+    origin: np.ndarray                   # int8 per item: TARGET_ORIGINS index
+    synthetic: tuple[str, int] | None    # uri, pinned version (None: no synthetic targets)
 
 
 def _first_target(voice: pa.Table) -> dict[tuple[int, int], int]:
@@ -202,7 +202,7 @@ def read_target_codes(targets: PairTargets, items: np.ndarray) -> tuple[np.ndarr
     """
     items = np.asarray(items, dtype=np.int64)
     offsets, lengths = targets.row_offset[items], targets.num_frames[items]
-    origin = np.zeros(len(items), np.int8) if targets.origin is None else targets.origin[items]
+    origin = targets.origin[items]
     codes = np.zeros((len(items), int(lengths.max(initial=1)), targets.num_stages), dtype=np.uint16)
     for k, source in enumerate((targets.latents, targets.synthetic)):
         rows = np.flatnonzero(origin == k)

@@ -138,11 +138,9 @@ def run_train_s2s(config: TrainS2SConfig, *, progress: Callable[[str], None] = p
     index = index_s2s_pairs(config.input, config.target_filter, versions=versions,
                             synthetic_target_filter=config.synthetic_target_filter)
     if config.eval is not None:  # a missing or mismatched recognizer fails now, not after the training
-        from models.ctc.checkpoint import load_ctc_checkpoint
-        from pipelines.eval_s2s import fetch_recognizer
+        from pipelines.eval_s2s import load_recognizer
 
-        load_ctc_checkpoint(fetch_recognizer(config.eval.recognizer_checkpoint, config.input.storage),
-                            expected_codec_id=index.codec_id)
+        load_recognizer(config.eval.recognizer_checkpoint, config.input.storage, index.codec_id)
     model_config = model_config_for(config)
     s2s_id = s2s_id_for(model_config, index.codec_id)
     if meta is not None:
@@ -199,21 +197,19 @@ def _evaluate(config: TrainS2SConfig, model, meta, outputs: RunOutputs,
     the same eval block and the same recognizer file."""
     import json
 
-    from pipelines.eval_s2s import EVAL_VERSION, evaluate_s2s
+    from pipelines.eval_s2s import EVAL_VERSION, evaluate_s2s, load_recognizer
 
     uri = f"{config.output_dir.rstrip('/')}/{EVAL_FILE}"
     wanted = {**config.eval.model_dump(mode="json"), "target_filter": config.target_filter, "version": EVAL_VERSION}
+    recognizer = load_recognizer(config.eval.recognizer_checkpoint, config.input.storage, meta.codec_id)
     previous = outputs.read_text(uri)
     if previous:
-        from models.ctc.checkpoint import load_ctc_checkpoint
-        from pipelines.eval_s2s import fetch_recognizer
-
         stored = json.loads(previous)
-        recognizer = load_ctc_checkpoint(fetch_recognizer(config.eval.recognizer_checkpoint, config.input.storage))[2]
-        if (stored.get("s2s_id"), stored.get("recognizer"), stored.get("eval")) == (meta.s2s_id, recognizer.ctc_id,
+        if (stored.get("s2s_id"), stored.get("recognizer"), stored.get("eval")) == (meta.s2s_id, recognizer[1].ctc_id,
                                                                                     wanted):
             return stored
-    result = {**evaluate_s2s(config, model, meta, progress=progress), "step": meta.step, "eval": wanted}
+    result = {**evaluate_s2s(config, model, meta, recognizer=recognizer, progress=progress), "step": meta.step,
+              "eval": wanted}
     scratch = outputs.scratch(EVAL_FILE)
     scratch.write_text(json.dumps(result, indent=2))
     outputs.publish(scratch, uri)

@@ -35,7 +35,7 @@ from schemas.factorizer import FACTOR_NAMES
 
 __all__ = ["LABELS", "CONTENT_FEATURES", "LATENT_FEATURES", "SPEAKER_WITHIN_LANGUAGE", "HeldOutRows", "RowFeatures",
            "ProbeResult", "SwapTrial", "SwapAccuracy", "ParallelPair", "ParallelPlan", "ParallelDistances",
-           "SwapThroughput", "chance_rates", "measure_row_features", "measure_probe", "measure_probes", "decode_rows",
+           "SwapThroughput", "chance_rates", "pool_latents", "measure_row_features", "measure_probe", "measure_probes", "decode_rows",
            "embed_rows", "plan_swap_trials", "measure_swap_accuracy", "find_parallel_pairs",
            "measure_dtw_mel_distance", "measure_parallel_distances", "measure_swap_throughput"]
 
@@ -107,11 +107,21 @@ def _pool(x, lengths) -> np.ndarray:
     return torch.cat([mean, var.sqrt()], dim=-1).numpy().astype(np.float32)
 
 
-def measure_row_features(factorizer, codec, codes: Sequence[np.ndarray], *, batch_size: int = 32) -> RowFeatures:
-    """Factorize every row (batches of similar length; factors ignore padding) and pool content and latent."""
+def pool_latents(codec, batch: Sequence[np.ndarray]) -> np.ndarray:
+    """:data:`LATENT_FEATURES` of one batch of rows: mean and std over each row's valid frames of its quantized
+    codec latent, float32 ``[rows, 2 * latent_dim]`` (rows of similar length pad less)."""
     import torch
 
     from models.factorizer import pad_latents
+
+    with torch.inference_mode():
+        latent, lengths = pad_latents([codec.codes_to_latent(torch.from_numpy(c.astype(np.int64))[None])[0]
+                                       for c in batch])
+    return _pool(latent, lengths)
+
+
+def measure_row_features(factorizer, codec, codes: Sequence[np.ndarray], *, batch_size: int = 32) -> RowFeatures:
+    """Factorize every row (batches of similar length; factors ignore padding) and pool content and latent."""
     from recombination.swap import factorize_codes
 
     order = np.argsort([len(c) for c in codes], kind="stable")
@@ -122,10 +132,7 @@ def measure_row_features(factorizer, codec, codes: Sequence[np.ndarray], *, batc
         for name in FACTOR_NAMES:
             parts[name].append(factors.vectors[name].numpy().astype(np.float32))
         parts[CONTENT_FEATURES].append(_pool(factors.content, factors.lengths))
-        with torch.inference_mode():
-            latent, lengths = pad_latents([codec.codes_to_latent(torch.from_numpy(c.astype(np.int64))[None])[0]
-                                           for c in batch])
-        parts[LATENT_FEATURES].append(_pool(latent, lengths))
+        parts[LATENT_FEATURES].append(pool_latents(codec, batch))
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     return RowFeatures({name: np.concatenate(p)[inverse] for name, p in parts.items()})

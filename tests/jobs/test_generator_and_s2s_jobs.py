@@ -74,7 +74,8 @@ def test_generator_generate_recognizer_and_s2s_run_through_ray_job_submit(tmp_pa
         "output_dir": str(tmp_path / "ctc"), "phoneme_cache": phonemes, "preset": None,
         "model": ctc_tiny_test().model_dump(), "training": TRAINING})
     s2s = _write(tmp_path / "train_s2s.yaml", {
-        "input": {**source, "real_filter": "split = 'train'"}, "target_filter": "speaker = 't:0' AND environment = 'clean'",
+        "input": {**source, "real_filter": "split = 'train'"},
+        "target_filter": "speaker = 't:0' AND environment = 'clean'",
         "valid_filter": "split = 'valid'", "output_dir": str(tmp_path / "s2s"), "phoneme_cache": phonemes,
         "preset": "s2s_tiny_test", "training": TRAINING,
         "eval": {"recognizer_checkpoint": str(tmp_path / "ctc" / "checkpoints" / "latest.pt"), "probe_filter": "true",
