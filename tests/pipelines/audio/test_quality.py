@@ -10,7 +10,7 @@ import scipy.signal
 import soxr
 
 from pipelines.audio.decode import AudioChunk
-from pipelines.audio.quality import measure_quality
+from pipelines.audio.quality import measure_loudness_lufs, measure_quality
 from pipelines.audio.segment import Segmenter, SpeechSegment
 from tests.factories import add_white_noise, silence
 
@@ -105,6 +105,25 @@ def test_loudness_is_sane_and_scales_and_is_none_when_undefined(sentence: np.nda
     assert quiet_metrics.loudness_lufs is None
     assert quiet_metrics.peak_dbfs == quiet_metrics.rms_dbfs == -120.0
     assert quiet_metrics.bandwidth_hz == 0.0
+
+
+def test_loudness_matches_pyloudnorm(sentence: np.ndarray) -> None:
+    """The array-wise BS.1770 meter gives pyloudnorm's number (its reference) on speech, noise, odd lengths, rates."""
+    import pyloudnorm
+
+    rng = np.random.default_rng(7)
+    cases = {
+        "speech": (sentence, RATE_HZ),
+        "quiet speech": (0.01 * sentence, RATE_HZ),
+        "speech in noise": (add_white_noise(sentence, 10.0)[0], RATE_HZ),
+        "speech, then long silence (relative gate)": (np.concatenate([sentence, silence(3.0)]), RATE_HZ),
+        "0.41 s of noise (one block)": ((0.05 * rng.standard_normal(6560)).astype(np.float32), RATE_HZ),
+        "noise at 44.1 kHz, odd length": ((0.2 * rng.standard_normal(44100 + 1234)).astype(np.float32), 44100),
+    }
+    for name, (x, rate) in cases.items():
+        expected = pyloudnorm.Meter(rate).integrated_loudness(x.astype(np.float64))
+        assert measure_loudness_lufs(x, rate) == pytest.approx(expected, abs=1e-3), name
+    assert measure_loudness_lufs(np.full(8000, 1e-6, np.float32), RATE_HZ) is None  # every block under -70 LUFS
 
 
 def test_levels_of_a_sine() -> None:
