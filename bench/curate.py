@@ -5,7 +5,7 @@ long a corpus takes, but not whether the pipeline wastes the CPUs it is
 given. So the same input files also go through
 
 - a **loop**: one process, no Ray, the same per-file work from
-  ``pipelines.audio`` (read + sha256, probe, streaming decode/resample,
+  ``pipelines.audio`` (read + sha256, open, streaming decode/resample,
   webrtc VAD segmentation, quality, filters, FLAC + PCM hash), rows written
   to Parquet with pyarrow: what a user would write without the engine;
 - the **floor**: soundfile decode + downmix + soxr to 16 kHz and nothing
@@ -54,8 +54,8 @@ import pyarrow.parquet as pq  # noqa: E402
 import soundfile as sf  # noqa: E402
 import soxr  # noqa: E402
 
-from pipelines.audio import (AudioDecodeError, Segmenter, decode_stream, encode_flac, measure_quality,  # noqa: E402
-                             pcm_hash, probe_audio)
+from pipelines.audio import (AudioDecodeError, OpenAudio, Segmenter, encode_flac, measure_quality,  # noqa: E402
+                             open_audio, pcm_hash, quantize_pcm16)
 from pipelines.audio.decode import downmix_to_mono  # noqa: E402
 from pipelines.eval.markdown import git_revision  # noqa: E402
 from pipelines.filters import check_segment  # noqa: E402
@@ -175,15 +175,9 @@ class StageClock:
             if self._stack:
                 self._stack[-1][1][0] += elapsed
 
-    def wrap(self, fn: Callable, name: str, *, not_inside: tuple[str, ...] = ()) -> Callable:
-        """``fn`` timed under ``name`` (for patching driver-side functions during a run).
-
-        Called while a stage in ``not_inside`` is open, its time stays with
-        that stage (e.g. the ``materialize`` that Ray's write runs belongs to the write).
-        """
+    def wrap(self, fn: Callable, name: str) -> Callable:
+        """``fn`` timed under ``name`` (for patching driver-side functions during a run)."""
         def timed(*args: Any, **kwargs: Any) -> Any:
-            if any(open_name in not_inside for open_name, _ in self._stack):
-                return fn(*args, **kwargs)
             with self(name):
                 return fn(*args, **kwargs)
         timed.__wrapped__ = fn  # type: ignore[attr-defined]
@@ -359,7 +353,7 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
-def _curate_source(obj: Any, duration_s: float, config: CurateConfig, clock: StageClock) -> list[dict]:
+def _curate_source(obj: Any, audio: OpenAudio, config: CurateConfig, clock: StageClock) -> list[dict]:
     """Decode, segment, measure, filter and encode one source: its kept segment rows (what the stage does)."""
     seg_cfg = config.segmentation
     with clock("labels+split"):
@@ -367,10 +361,9 @@ def _curate_source(obj: Any, duration_s: float, config: CurateConfig, clock: Sta
         split = assign_split(typed.get("speaker"), obj.source_uri, config.split)
     segmenter = Segmenter(vad=seg_cfg.vad, aggressiveness=seg_cfg.aggressiveness, min_segment_s=seg_cfg.min_segment_s,
                           max_segment_s=seg_cfg.max_segment_s, max_pause_s=seg_cfg.max_pause_s, pad_s=seg_cfg.pad_s,
-                          source_duration_s=duration_s)
-    obj.fileobj.seek(0)
+                          source_duration_s=audio.info.duration_s)
     segments = []
-    for chunk in _timed_next(decode_stream(obj.fileobj), clock, "decode+resample"):
+    for chunk in _timed_next(audio.chunks(), clock, "decode+resample"):
         with clock("vad+segment"):
             segments.extend(segmenter.feed(chunk))
     with clock("vad+segment"):
@@ -387,9 +380,10 @@ def _curate_source(obj: Any, duration_s: float, config: CurateConfig, clock: Sta
         if verdict is not None:
             continue
         with clock("pcm hash"):
-            digest = pcm_hash(seg.samples)
+            pcm = quantize_pcm16(seg.samples)  # once for both, as the stage does
+            digest = pcm_hash(pcm)
         with clock("flac encode"):
-            flac = encode_flac(seg.samples, _TARGET_RATE_HZ)
+            flac = encode_flac(pcm, _TARGET_RATE_HZ)
         with clock("filters+row"):
             rows.append({
                 "segment_id": make_segment_id(obj.sha256, seg.start_s, seg.end_s), "source_uri": obj.source_uri,
@@ -424,14 +418,15 @@ def measure_loop(corpus: Corpus, out_dir: Path, config: CurateConfig) -> Measure
                 try:
                     if obj.fileobj is None:
                         continue
-                    with clock("probe"):
-                        info = probe_audio(obj.fileobj)
-                    audio_s += info.duration_s
-                    if info.duration_s <= config.execution.max_source_s:
-                        rows = _curate_source(obj, info.duration_s, config, clock)
-                        rows = [r for r in rows if not (config.dedup and r["pcm_hash"] in seen)]
-                        seen.update(r["pcm_hash"] for r in rows)
-                        batch += rows
+                    with clock("open+probe"):
+                        audio = open_audio(obj.fileobj)
+                    with audio:
+                        audio_s += audio.info.duration_s
+                        if audio.info.duration_s <= config.execution.max_source_s:
+                            rows = _curate_source(obj, audio, config, clock)
+                            rows = [r for r in rows if not (config.dedup and r["pcm_hash"] in seen)]
+                            seen.update(r["pcm_hash"] for r in rows)
+                            batch += rows
                 except AudioDecodeError:
                     continue  # a rejected source: no rows (its probed seconds count, as in the pipeline)
                 finally:
@@ -457,29 +452,21 @@ def _write_batch(writer: pq.ParquetWriter, batch: list[dict], clock: StageClock)
 @contextmanager
 def _driver_phases(clock: StageClock) -> Iterator[None]:
     """Time the driver-side steps of ``pipelines.curate`` (wall clock) by wrapping them for the run."""
-    import ray.data
-
     import pipelines.curate as curate
 
     names = {"list_sources": "listing + lake state", "load_incremental_state": "listing + lake state",
-             "load_dedup_state": "listing + lake state", "_process_chunk": "driver: meta fetch, dedup, accounting",
+             "load_dedup_state": "listing + lake state", "_process_chunk": "driver: dedup, accounting",
+             "run_stage": "stage: CurateSources as Ray Data tasks", "fetch_meta": "meta projection (a Ray task per block)",
              "write_ray_dataset": "segments write (lance-ray)", "upsert_rows": "sources/rejects/runs upserts",
              "_verify": "verify + table versions", "table_versions": "verify + table versions"}
-    methods = {"materialize": "stage: CurateSources on actors (materialize)",
-               "to_arrow_refs": "meta projection (Ray Data tasks)"}
     saved = {attr: getattr(curate, attr) for attr in names}
-    saved_methods = {attr: getattr(ray.data.Dataset, attr) for attr in methods}
     try:
         for attr, label in names.items():
             setattr(curate, attr, clock.wrap(saved[attr], label))
-        for attr, label in methods.items():  # Ray's write_datasink materializes too: that time is the write's
-            setattr(ray.data.Dataset, attr, clock.wrap(saved_methods[attr], label, not_inside=(names["write_ray_dataset"],)))
         yield
     finally:
         for attr, fn in saved.items():
             setattr(curate, attr, fn)
-        for attr, fn in saved_methods.items():
-            setattr(ray.data.Dataset, attr, fn)
 
 
 def measure_pipeline(corpus: Corpus, lake_dir: Path, config: CurateConfig) -> Measurement:
@@ -526,33 +513,25 @@ class Probe:
     cpu_s: float  # this process and its descendants (ProcessTreeCpu)
 
 
-def _kind_only(batch: pa.Table) -> pa.Table:
-    """A near-free map: what remains of a Ray Data pass over blocks is its per-block overhead."""
-    return batch.select(["kind"])
-
-
 def diagnose_stage(corpus: Corpus, config: CurateConfig, *, cpus: int, out_dir: Path) -> list[Probe]:
     """The same ``CurateSources`` work run several ways, once each, to split the stage's wall time.
 
     In-process (no Ray) is the stage's own cost, Arrow rows included. Under
-    Ray Data it is wired as ``run_curation`` wires it (an actor pool of one
-    actor per CPU, ``batch_size`` sources per call, one input block per
-    call) with 1, 16, 64 and ``execution.sources_per_batch`` sources per call;
-    then on two sources only (the fixed cost of an actor pool, paid once per
-    chunk); then a near-free map over the configured run's output blocks
-    (the per-block cost of each further pass: meta projection, selection,
-    write); last, the whole ``run_curation`` on two sources: the fixed cost
-    of a run of one chunk.
+    Ray Data it runs through ``pipelines.curate.run_stage`` exactly as
+    ``run_curation`` runs it (tasks, ``batch_size`` sources per call, one
+    input block per call) with 1, 16, 64 and ``execution.sources_per_batch``
+    sources per call; then on two sources only (the fixed cost of the stage,
+    paid once per chunk); then ``fetch_meta`` over the configured run's
+    output blocks (the driver's one further pass before the write); last,
+    the whole ``run_curation`` on two sources: the fixed cost of a run of one chunk.
     """
-    import ray
-    import ray.data
-
+    from pipelines.curate import fetch_meta, run_stage
     from pipelines.curate_stage import CurateSources
 
     ex = config.execution
+    at = datetime.now(timezone.utc)
     kwargs = dict(segmentation=config.segmentation, filters=config.filters, split=config.split,
-                  storage=config.storage, max_source_s=ex.max_source_s, run_id="bench",
-                  ingested_at=datetime.now(timezone.utc))
+                  storage=config.storage, max_source_s=ex.max_source_s, run_id="bench", ingested_at=at)
     items = [u.to_item() for u in corpus.units]
     pool = ex.concurrency or max(1, int(cpus // ex.num_cpus_per_worker))
 
@@ -562,13 +541,12 @@ def diagnose_stage(corpus: Corpus, config: CurateConfig, *, cpus: int, out_dir: 
             for _ in stage(pa.Table.from_pylist(items[first:first + ex.sources_per_batch])):
                 pass
 
-    def per_call_for(chosen: list[dict], wanted: int) -> int:  # as run_curation: every actor gets work
-        return max(1, min(wanted, -(-len(chosen) // min(pool, len(chosen)))))
+    def per_call_for(count: int, wanted: int) -> int:  # as run_stage: every worker gets work
+        return max(1, min(wanted, -(-count // min(pool, count))))
 
-    def on_ray(chosen: list[dict], per_call: int) -> Any:
-        return ray.data.from_items(chosen, override_num_blocks=-(-len(chosen) // per_call)).map_batches(
-            CurateSources, batch_size=per_call, batch_format="pyarrow", num_cpus=ex.num_cpus_per_worker,
-            compute=ray.data.ActorPoolStrategy(size=min(pool, len(chosen))), fn_constructor_kwargs=kwargs).materialize()
+    def on_ray(units: list[SourceUnit], wanted: int) -> Any:
+        cfg = config.model_copy(update={"execution": ex.model_copy(update={"sources_per_batch": wanted})})
+        return run_stage(units, cfg, "bench", at)
 
     probes: list[Probe] = []
 
@@ -582,16 +560,16 @@ def diagnose_stage(corpus: Corpus, config: CurateConfig, *, cpus: int, out_dir: 
     run("CurateSources in-process, no Ray", len(items), in_process)
     configured = None
     for wanted in sorted({1, 16, 64, ex.sources_per_batch}):
-        per_call = per_call_for(items, wanted)
-        label = f"Ray Data, {per_call} source{'s' if per_call > 1 else ''} per call"
+        per_call = per_call_for(len(items), wanted)
+        label = f"Ray Data tasks, {per_call} source{'s' if per_call > 1 else ''} per call"
         if any(p.label.startswith(label) for p in probes):
             continue  # a small corpus caps sources per call: same run as one already made
         note = " (execution.sources_per_batch)" if wanted == ex.sources_per_batch else ""
-        ds = run(label + note, len(items), lambda: on_ray(items, per_call))
+        ds = run(label + note, len(items), lambda: on_ray(corpus.units, wanted))
         configured = ds if wanted == ex.sources_per_batch or configured is None else configured
-    run("Ray Data on 2 sources: actor pool start-up (once per chunk)", 2, lambda: on_ray(items[:2], 1))
-    run(f"near-free map over the {configured.num_blocks()} output blocks of the configured run", len(items),
-        lambda: ray.get(configured.map_batches(_kind_only, batch_format="pyarrow").to_arrow_refs()))
+    run("Ray Data tasks on 2 sources: the stage's fixed cost (once per chunk)", 2, lambda: on_ray(corpus.units[:2], 1))
+    run(f"fetch_meta over the {configured.num_blocks()} output blocks of the configured run", len(items),
+        lambda: fetch_meta(configured))
     two = out_dir / "two-sources"
     two.mkdir(parents=True, exist_ok=True)
     (two / "manifest.jsonl").write_text("".join(corpus.manifest.read_text().splitlines(keepends=True)[:2]))

@@ -6,7 +6,8 @@ into Ray Data (STYLE.md: stages do not import ray).
 
 from __future__ import annotations
 
-from pipelines.audio.decode import AudioChunk, AudioDecodeError, AudioInfo, decode_all, decode_stream, probe_audio
+from pipelines.audio.decode import (AudioChunk, AudioDecodeError, AudioInfo, OpenAudio, decode_all, decode_stream,
+                                   open_audio, probe_audio)
 from pipelines.audio.flac import decode_flac, encode_flac, pcm_hash, quantize_pcm16
 from pipelines.audio.quality import (
     QualityMetrics,
@@ -21,6 +22,7 @@ __all__ = [
     "AudioChunk",
     "AudioDecodeError",
     "AudioInfo",
+    "OpenAudio",
     "QualityMetrics",
     "Segmenter",
     "SpeechSegment",
@@ -32,6 +34,7 @@ __all__ = [
     "measure_loudness_lufs",
     "measure_quality",
     "measure_snr_db",
+    "open_audio",
     "pcm_hash",
     "probe_audio",
     "quantize_pcm16",

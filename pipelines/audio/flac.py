@@ -10,6 +10,7 @@ to the int16 range makes ``decode_flac(encode_flac(x))`` land exactly on
 ``pcm_hash`` hashes those int16 samples (not the container bytes), so the
 same audio reached through WAV, FLAC or another resampling path hashes equal
 exactly when its 16-bit PCM is equal: the dedup key of the ``segments`` table.
+Both take int16 as it is, so a caller that needs both quantizes once.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def quantize_pcm16(samples: np.ndarray) -> np.ndarray:
         return x
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"expected float or int16 samples, got {x.dtype}")
-    return np.clip(np.rint(x.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+    # float32 stays float32: scaling by 2**15 and rounding are exact there, so the result is the float64 one.
+    scaled = x * np.float32(32768.0) if x.dtype == np.float32 else x.astype(np.float64) * 32768.0
+    return np.clip(np.rint(scaled), -32768, 32767).astype(np.int16)
 
 
 def encode_flac(samples: np.ndarray, sample_rate_hz: int) -> bytes:

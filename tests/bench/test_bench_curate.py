@@ -30,7 +30,7 @@ def test_three_measurements_see_the_same_audio(report):
     assert pipeline.audio_s == pytest.approx(loop.audio_s, rel=1e-6)
     assert pipeline.segments == loop.segments > 0  # the same segments survive filters and dedup
     assert floor.audio_s == pytest.approx(loop.audio_s, abs=1.5)  # only nan.wav (1 s) differs: the floor decodes it
-    assert "stage: CurateSources on actors (materialize)" in pipeline.stages
+    assert {"stage: CurateSources as Ray Data tasks", "meta projection (a Ray task per block)"} <= set(pipeline.stages)
     assert {"decode+resample", "vad+segment", "quality", "flac encode"} <= set(loop.stages)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipelines.audio.decode import AudioDecodeError, decode_all, decode_stream, probe_audio
+from pipelines.audio.decode import AudioDecodeError, decode_all, decode_stream, open_audio, probe_audio
 from tests.factories import write_audio
 
 RATES_HZ = (8000, 22050, 44100, 48000)
@@ -105,6 +105,31 @@ def test_probe_reports_header(tmp_path: Path) -> None:
     assert (info.sample_rate_hz, info.channels, info.frames) == (44100, 2, 88200)
     assert (info.format, info.subtype) == ("FLAC", "PCM_24")
     assert info.duration_s == pytest.approx(2.0)
+
+
+def test_one_open_gives_the_header_and_the_same_stream(tmp_path: Path) -> None:
+    """open_audio: what probe_audio then decode_stream give, from one libsndfile open."""
+    rng = np.random.default_rng(1)
+    path = write_audio(tmp_path / "x.flac", (0.1 * rng.standard_normal((44100 * 2, 2))).astype(np.float32), 44100)
+    with open(path, "rb") as fh:
+        expected_info = probe_audio(fh)
+        expected = np.concatenate([c.samples for c in decode_stream(fh, block_s=0.5)])
+        with open_audio(fh) as audio:
+            assert audio.info == expected_info
+            got = np.concatenate([c.samples for c in audio.chunks(block_s=0.5)])
+            with pytest.raises(RuntimeError, match="already called"):
+                next(audio.chunks())
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_non_finite_sample_is_found_at_its_frame_in_any_channel(tmp_path: Path) -> None:
+    data = np.zeros((16000, 2), np.float32)
+    data[12345, 1] = np.nan
+    buf = io.BytesIO()
+    sf.write(buf, data, 16000, format="WAV", subtype="FLOAT")
+    with pytest.raises(AudioDecodeError, match="frame 12345") as err:
+        list(decode_stream(buf, block_s=0.25))
+    assert err.value.reason == "non_finite_samples"
 
 
 # -- clipping -------------------------------------------------------------------------------------

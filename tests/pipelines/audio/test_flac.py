@@ -28,6 +28,13 @@ def test_arbitrary_floats_quantize_once_then_stay_fixed(utterances: list[np.ndar
     assert encode_flac(decoded, 16000) == first  # re-encoding is bit-identical
 
 
+def test_float32_quantizes_exactly_as_float64(utterances: list[np.ndarray]) -> None:
+    rng = np.random.default_rng(3)
+    x = np.concatenate([utterances[0], rng.uniform(-1.2, 1.2, 5000).astype(np.float32),
+                        (np.arange(-4, 5, dtype=np.float32) + 0.5) / 32768]).astype(np.float32)  # half-way ties too
+    np.testing.assert_array_equal(quantize_pcm16(x), quantize_pcm16(x.astype(np.float64)))
+
+
 def test_out_of_range_samples_clip_instead_of_wrapping() -> None:
     x = np.array([1.5, 1.0, -1.0, -1.5, 0.25], dtype=np.float32)
     decoded, _ = decode_flac(encode_flac(x, 16000))
