@@ -87,7 +87,7 @@ class ExecutionConfig(_Strict):
 
     commit_every_sources: int = Field(default=4000, ge=1, description="sources per atomic commit (resume unit)")
     sources_per_batch: int = Field(default=64, ge=1, description="listed units per stage call (amortizes Ray overhead)")
-    concurrency: int | None = Field(default=None, ge=1, description="curation actors; default = cluster CPUs")
+    concurrency: int | None = Field(default=None, ge=1, description="curation tasks at once; default = cluster CPUs")
     num_cpus_per_worker: float = Field(default=1.0, gt=0)
     max_source_s: float = Field(default=4 * 3600, gt=0, description="longer inputs are rejected (too_long)")
     ray_address: str | None = Field(default=None, description="None: connect to RAY_ADDRESS or start local Ray")
