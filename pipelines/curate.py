@@ -148,7 +148,7 @@ def run_stage(units: list[SourceUnit], config: CurateConfig, run_id: str, at: da
     ds = ray.data.from_items([u.to_item() for u in units], override_num_blocks=max(1, -(-len(units) // per_call)))
     return ds.map_batches(
         curate_batch, batch_size=per_call, batch_format="pyarrow", num_cpus=ex.num_cpus_per_worker,
-        concurrency=concurrency,
+        compute=ray.data.TaskPoolStrategy(size=concurrency),
         fn_kwargs=dict(segmentation=config.segmentation, filters=config.filters, split=config.split,
                        storage=config.storage, max_source_s=ex.max_source_s, run_id=run_id, ingested_at=at),
     ).materialize()

@@ -86,7 +86,7 @@ class ExecutionConfig(_Strict):
     """How the Ray pipeline runs. Defaults suit a laptop and scale on a cluster unchanged."""
 
     commit_every_sources: int = Field(default=4000, ge=1, description="sources per atomic commit (resume unit)")
-    sources_per_batch: int = Field(default=64, ge=1, description="listed units per stage call (amortizes Ray overhead)")
+    sources_per_batch: int = Field(default=128, ge=1, description="listed units per stage call (amortizes Ray overhead)")
     concurrency: int | None = Field(default=None, ge=1, description="curation tasks at once; default = cluster CPUs")
     num_cpus_per_worker: float = Field(default=1.0, gt=0)
     max_source_s: float = Field(default=4 * 3600, gt=0, description="longer inputs are rejected (too_long)")
