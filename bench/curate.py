@@ -525,7 +525,7 @@ def diagnose_stage(corpus: Corpus, config: CurateConfig, *, cpus: int, out_dir: 
     output blocks (the driver's one further pass before the write); last,
     the whole ``run_curation`` on two sources: the fixed cost of a run of one chunk.
     """
-    from pipelines.curate import fetch_meta, run_stage
+    from pipelines.curate import fetch_meta, run_stage, stage_layout
     from pipelines.curate_stage import CurateSources
 
     ex = config.execution
@@ -533,7 +533,6 @@ def diagnose_stage(corpus: Corpus, config: CurateConfig, *, cpus: int, out_dir: 
     kwargs = dict(segmentation=config.segmentation, filters=config.filters, split=config.split,
                   storage=config.storage, max_source_s=ex.max_source_s, run_id="bench", ingested_at=at)
     items = [u.to_item() for u in corpus.units]
-    pool = ex.concurrency or max(1, int(cpus // ex.num_cpus_per_worker))
 
     def in_process() -> None:
         stage = CurateSources(**kwargs)
@@ -541,12 +540,11 @@ def diagnose_stage(corpus: Corpus, config: CurateConfig, *, cpus: int, out_dir: 
             for _ in stage(pa.Table.from_pylist(items[first:first + ex.sources_per_batch])):
                 pass
 
-    def per_call_for(count: int, wanted: int) -> int:  # as run_stage: every worker gets work
-        return max(1, min(wanted, -(-count // min(pool, count))))
+    def with_per_call(wanted: int) -> CurateConfig:
+        return config.model_copy(update={"execution": ex.model_copy(update={"sources_per_batch": wanted})})
 
     def on_ray(units: list[SourceUnit], wanted: int) -> Any:
-        cfg = config.model_copy(update={"execution": ex.model_copy(update={"sources_per_batch": wanted})})
-        return run_stage(units, cfg, "bench", at)
+        return run_stage(units, with_per_call(wanted), "bench", at)
 
     probes: list[Probe] = []
 
@@ -560,7 +558,7 @@ def diagnose_stage(corpus: Corpus, config: CurateConfig, *, cpus: int, out_dir: 
     run("CurateSources in-process, no Ray", len(items), in_process)
     configured = None
     for wanted in sorted({1, 16, 64, ex.sources_per_batch}):
-        per_call = per_call_for(len(items), wanted)
+        per_call = stage_layout(len(items), with_per_call(wanted).execution, cpus)[1]  # as run_stage lays it out
         label = f"Ray Data tasks, {per_call} source{'s' if per_call > 1 else ''} per call"
         if any(p.label.startswith(label) for p in probes):
             continue  # a small corpus caps sources per call: same run as one already made

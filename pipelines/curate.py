@@ -14,6 +14,7 @@ ends with the same tables as an uninterrupted run.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -30,7 +31,7 @@ from pipelines.lake_state import DedupState, load_dedup_state, load_incremental_
 from pipelines.lance_io import table_uri, table_versions, upsert_rows, write_ray_dataset, read_column_values
 from pipelines.ray_env import init_ray
 from pipelines.sources import SourceUnit, list_sources
-from schemas.curate import CurateConfig
+from schemas.curate import CurateConfig, ExecutionConfig
 from schemas.rejects import REJECTS_SCHEMA, RejectReason, RejectStage
 from schemas.runs import RUNS_SCHEMA
 from schemas.segments import LABEL_COLUMNS, SEGMENTS_SCHEMA
@@ -40,7 +41,7 @@ from schemas.storage import resolve_uri
 if TYPE_CHECKING:
     import ray.data
 
-__all__ = ["new_run_id", "run_curation", "run_stage", "fetch_meta", "CurateSummary", "AccountingError"]
+__all__ = ["new_run_id", "run_curation", "run_stage", "stage_layout", "fetch_meta", "CurateSummary", "AccountingError"]
 
 
 class AccountingError(RuntimeError):
@@ -118,6 +119,14 @@ def _project_meta(batch: pa.Table) -> pa.Table:
                      "source": batch.column("source")})
 
 
+@functools.cache
+def _remote_project_meta():
+    """``_project_meta`` as a Ray remote function, made once per process (Ray re-exports it to a new cluster itself)."""
+    import ray
+
+    return ray.remote(num_cpus=1)(_project_meta)
+
+
 def _select_segments(batch: pa.Table, keep: set[tuple[str, str]]) -> pa.Table:
     """Keep the chosen segment rows and flatten them to the ``segments`` schema."""
     import pyarrow.compute as pc
@@ -132,6 +141,13 @@ def _select_segments(batch: pa.Table, keep: set[tuple[str, str]]) -> pa.Table:
     return flat.cast(SEGMENTS_SCHEMA)
 
 
+def stage_layout(count: int, execution: ExecutionConfig, cluster_cpus: float) -> tuple[int, int]:
+    """(calls at once, sources per call) for ``count`` sources: ``sources_per_batch``, or fewer so every worker gets work."""
+    ex = execution
+    concurrency = min(ex.concurrency or max(1, int(cluster_cpus // ex.num_cpus_per_worker)), count)
+    return concurrency, max(1, min(ex.sources_per_batch, -(-count // concurrency)))
+
+
 def run_stage(units: list[SourceUnit], config: CurateConfig, run_id: str, at: datetime) -> "ray.data.Dataset":
     """Curate ``units`` on the cluster as Ray Data tasks; the result rows, materialized in the object store.
 
@@ -142,9 +158,7 @@ def run_stage(units: list[SourceUnit], config: CurateConfig, run_id: str, at: da
     import ray.data
 
     ex = config.execution
-    concurrency = ex.concurrency or max(1, int(ray.cluster_resources().get("CPU", 1) // ex.num_cpus_per_worker))
-    concurrency = min(concurrency, len(units))
-    per_call = max(1, min(ex.sources_per_batch, -(-len(units) // concurrency)))  # every worker gets work
+    concurrency, per_call = stage_layout(len(units), ex, ray.cluster_resources().get("CPU", 1))
     ds = ray.data.from_items([u.to_item() for u in units], override_num_blocks=max(1, -(-len(units) // per_call)))
     return ds.map_batches(
         curate_batch, batch_size=per_call, batch_format="pyarrow", num_cpus=ex.num_cpus_per_worker,
@@ -163,8 +177,7 @@ def fetch_meta(ds: "ray.data.Dataset") -> list[dict]:
     """
     import ray
 
-    project = ray.remote(num_cpus=1)(_project_meta)
-    parts = ray.get([project.remote(ref) for ref in ds.to_arrow_refs()])
+    parts = ray.get([_remote_project_meta().remote(ref) for ref in ds.to_arrow_refs()])
     return pa.concat_tables(parts).to_pylist() if parts else []
 
 

@@ -129,8 +129,8 @@ def probe_audio(fileobj: BinaryIO) -> AudioInfo:
         >>> probe_audio(buf).duration_s
         1.0
     """
-    with _open_soundfile(fileobj) as sound:
-        return _info_of(sound)
+    with open_audio(fileobj) as audio:
+        return audio.info
 
 
 class OpenAudio:

@@ -149,7 +149,6 @@ def measure_loudness_lufs(samples: np.ndarray, sample_rate_hz: int) -> float | N
     pyloudnorm within 1e-3 LU.
     """
     x = np.asarray(samples, dtype=np.float32)
-    block = int(_LOUDNESS_BLOCK_S * sample_rate_hz)
     if x.size < _LOUDNESS_BLOCK_S * sample_rate_hz or not np.any(x):
         return None
     weighted = scipy.signal.sosfilt(_k_weighting(sample_rate_hz), x)
