@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from schemas.sql import sql_list
 from schemas.storage import StorageConfig
 
 __all__ = [
-    "FSQConfig", "SEANetConfig", "CodecModelConfig", "CodecLossConfig", "CodecTrainingConfig",
+    "FSQConfig", "SEANetConfig", "SpectralSideConfig", "SpectralConfig", "CodecModelConfig", "CodecLossConfig", "CodecTrainingConfig",
     "CodecExecutionConfig", "TrainCodecConfig", "MAX_CODEBOOK_SIZE", "DEFAULT_HOLDOUT_CORPORA", "segments_filter",
 ]
 
@@ -93,8 +93,42 @@ class SEANetConfig(_Strict):
     compress: int = Field(default=2, ge=1, description="channel reduction inside a residual unit")
 
 
+class SpectralSideConfig(_Strict):
+    """One side (encoder or decoder) of a spectral codec: a ConvNeXt stack at the STFT frame rate."""
+
+    dim: int = Field(ge=1, description="channels of the ConvNeXt blocks")
+    intermediate: int = Field(ge=1, description="hidden width inside a block (3 x dim is the ConvNeXt default)")
+    layers: int = Field(ge=0, description="ConvNeXt blocks")
+    kernel_size: int = Field(default=7, ge=1, description="depthwise conv over time, in STFT frames (odd)")
+
+    @model_validator(mode="after")
+    def _check_kernel(self) -> "SpectralSideConfig":
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd (centred padding), got {self.kernel_size}")
+        return self
+
+
+class SpectralConfig(_Strict):
+    """STFT front end + inverse-STFT head instead of SEANet (``models.codec.spectral``: why, and the framing)."""
+
+    n_fft: int = Field(default=640, ge=16, description="STFT size and Hann window length")
+    frames_per_latent: int = Field(default=2, ge=1, description="STFT frames per latent frame (STFT hop = hop / this)")
+    dimension: int = Field(default=64, ge=1, description="channels of the frame-rate latent before/after projection")
+    in_proj_init_gain: float = Field(default=3.0, gt=0, description=(
+        "scale of the initial projection onto the FSQ grid; the STFT encoder's output has std ~0.6 at init, "
+        "so 3 spreads the latent to std ~1 (SEANet's ~0.05 needs 20)"))
+    encoder: SpectralSideConfig
+    decoder: SpectralSideConfig
+
+
 class CodecModelConfig(_Strict):
-    """Everything that determines a codec's weights' shape and meaning; its hash is the codec id."""
+    """Everything that determines a codec's weights' shape and meaning; its hash is the codec id.
+
+    ``spectral`` set: the encoder and decoder are the STFT / inverse-STFT
+    stacks it describes, and ``encoder``/``decoder`` (SEANet) must not be
+    given. ``spectral`` unset is left out of the serialized config, so the
+    ids of SEANet codecs made before the field existed do not change.
+    """
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     sample_rate_hz: Literal[16000] = 16000
@@ -104,12 +138,35 @@ class CodecModelConfig(_Strict):
     encoder: SEANetConfig = Field(default_factory=SEANetConfig)
     decoder: SEANetConfig = Field(default_factory=SEANetConfig)
     fsq: FSQConfig
+    spectral: SpectralConfig | None = None
 
     @model_validator(mode="after")
     def _check_strides(self) -> "CodecModelConfig":
         if any(s < 1 for s in self.strides):
             raise ValueError(f"strides must be >= 1, got {self.strides}")
+        if self.spectral is not None:
+            given = sorted({"encoder", "decoder"} & self.model_fields_set)
+            if given:
+                raise ValueError(f"{', '.join(given)} are SEANet settings; a spectral codec takes "
+                                 "spectral.encoder / spectral.decoder")
+            if self.causal:
+                raise ValueError("a spectral codec cannot be causal (its STFT window looks ahead)")
+            stft_hop, rest = divmod(self.hop_length, self.spectral.frames_per_latent)
+            if rest or (self.spectral.n_fft - stft_hop) % 2 or self.spectral.n_fft < stft_hop:
+                raise ValueError(f"spectral framing does not fit: hop {self.hop_length} / frames_per_latent "
+                                 f"{self.spectral.frames_per_latent} must be a whole STFT hop <= n_fft "
+                                 f"{self.spectral.n_fft} with an even difference")
         return self
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict:
+        data = handler(self)
+        if self.spectral is None:
+            data.pop("spectral", None)  # SEANet ids stay what they were before the field existed
+        else:
+            data.pop("encoder", None)
+            data.pop("decoder", None)
+        return data
 
     @property
     def hop_length(self) -> int:

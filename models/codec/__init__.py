@@ -1,4 +1,4 @@
-"""The speech codec: SEANet conv encoder/decoder around residual Finite Scalar Quantization.
+"""The speech codec: a SEANet or STFT encoder/decoder around residual Finite Scalar Quantization.
 
 Build from a preset, train with :class:`CodecLoss` in a plain torch loop, save and
 load with the codec id that keys the ``latents`` table::
@@ -26,15 +26,26 @@ from models.codec.checkpoint import (
 from models.codec.fsq import FSQ, QuantizedResult, ResidualFSQ
 from models.codec.losses import CodecLoss, CodecLosses, MultiResolutionMelLoss, MultiResolutionSTFTLoss, mel_filterbank
 from models.codec.model import CodecEncoding, CodecOutput, SpeechCodec
-from models.codec.presets import PRESETS, codec_25hz_4x8555, codec_50hz_1x8555, codec_50hz_2x8555, codec_tiny_test, preset
+from models.codec.presets import (
+    PRESETS,
+    codec_25hz_4x8555,
+    codec_50hz_1x8555,
+    codec_50hz_2x8555,
+    codec_50hz_2x8555_stft,
+    codec_tiny_stft_test,
+    codec_tiny_test,
+    preset,
+)
 from models.codec.seanet import SEANetDecoder, SEANetEncoder
+from models.codec.spectral import ISTFTDecoder, SpectralEncoder
 
 __all__ = [
     "SpeechCodec", "CodecEncoding", "CodecOutput",
     "ResidualFSQ", "FSQ", "QuantizedResult",
-    "SEANetEncoder", "SEANetDecoder",
+    "SEANetEncoder", "SEANetDecoder", "SpectralEncoder", "ISTFTDecoder",
     "CodecLoss", "CodecLosses", "MultiResolutionSTFTLoss", "MultiResolutionMelLoss", "mel_filterbank",
-    "PRESETS", "preset", "codec_50hz_2x8555", "codec_25hz_4x8555", "codec_50hz_1x8555", "codec_tiny_test",
+    "PRESETS", "preset", "codec_50hz_2x8555", "codec_50hz_2x8555_stft", "codec_25hz_4x8555", "codec_50hz_1x8555",
+    "codec_tiny_test", "codec_tiny_stft_test",
     "build_codec", "build_codec_loss", "resolve_model_config",
     "CheckpointError", "CheckpointMeta", "codec_id_for", "architecture_id", "weights_digest",
     "save_checkpoint", "load_checkpoint", "export_checkpoint",

@@ -8,6 +8,7 @@ from models.codec.fsq import ResidualFSQ
 from models.codec.losses import CodecLoss
 from models.codec.model import SpeechCodec
 from models.codec.seanet import SEANetDecoder, SEANetEncoder
+from models.codec.spectral import ISTFTDecoder, SpectralEncoder
 
 __all__ = ["build_codec", "build_codec_loss", "resolve_model_config"]
 
@@ -38,11 +39,20 @@ def build_codec(config: CodecModelConfig | TrainCodecConfig | str) -> SpeechCode
         (50.0, 2)
     """
     cfg = resolve_model_config(config)
+    quantizer = ResidualFSQ(levels=cfg.fsq.levels, stages=cfg.fsq.stages)
+    if cfg.spectral is not None:
+        spec = cfg.spectral
+        framing = dict(hop_length=cfg.hop_length, frames_per_latent=spec.frames_per_latent, n_fft=spec.n_fft,
+                       dimension=spec.dimension)
+        return SpeechCodec(encoder=SpectralEncoder(**spec.encoder.model_dump(), **framing),
+                           decoder=ISTFTDecoder(**spec.decoder.model_dump(), **framing),
+                           quantizer=quantizer, sample_rate_hz=cfg.sample_rate_hz,
+                           in_proj_init_gain=spec.in_proj_init_gain)
     common = dict(strides=cfg.strides, causal=cfg.causal, weight_norm=cfg.weight_norm)
     return SpeechCodec(
         encoder=SEANetEncoder(**cfg.encoder.model_dump(), **common),
         decoder=SEANetDecoder(**cfg.decoder.model_dump(), **common),
-        quantizer=ResidualFSQ(levels=cfg.fsq.levels, stages=cfg.fsq.stages),
+        quantizer=quantizer,
         sample_rate_hz=cfg.sample_rate_hz,
     )
 

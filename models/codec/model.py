@@ -1,4 +1,8 @@
-"""The speech codec: SEANet encoder -> projection -> residual FSQ -> projection -> SEANet decoder.
+"""The speech codec: encoder -> projection -> residual FSQ -> projection -> decoder.
+
+The encoder and decoder are SEANet conv stacks (``seanet.py``) or an STFT
+front end and inverse-STFT head (``spectral.py``); ``builders.build_codec``
+picks them from the config.
 
 Waveforms are ``[B, T]`` float at 16 kHz mono; codes are ``[B, frames, stages]``
 (the layout of the ``latents`` table), uint16 when they leave the model.
@@ -15,7 +19,6 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from models.codec.fsq import ResidualFSQ
-from models.codec.seanet import SEANetDecoder, SEANetEncoder
 
 __all__ = ["CodecEncoding", "CodecOutput", "SpeechCodec"]
 
@@ -61,10 +64,12 @@ class SpeechCodec(nn.Module):
     """Neural speech codec with a finite-scalar-quantized bottleneck.
 
     Args:
-        encoder: waveform -> ``[B, encoder.dimension, frames]``.
-        decoder: ``[B, decoder.dimension, frames]`` -> waveform; same hop length as the encoder.
+        encoder: waveform ``[B, 1, T]`` -> ``[B, encoder.dimension, frames]`` (SEANet or the STFT front end);
+            has ``dimension`` and ``hop_length``.
+        decoder: ``[B, decoder.dimension, frames]`` -> waveform ``[B, 1, T]``; same hop length as the encoder.
         quantizer: residual FSQ over ``quantizer.dim`` dimensions.
         sample_rate_hz: audio rate the codec was trained at.
+        in_proj_init_gain: scale of the initial projection onto the FSQ grid (see ``_IN_PROJ_INIT_GAIN``).
 
     Example:
         >>> from models.codec import build_codec, codec_50hz_2x8555
@@ -76,8 +81,8 @@ class SpeechCodec(nn.Module):
         torch.Size([1, 16000])
     """
 
-    def __init__(self, *, encoder: SEANetEncoder, decoder: SEANetDecoder, quantizer: ResidualFSQ,
-                 sample_rate_hz: int = 16000) -> None:
+    def __init__(self, *, encoder: nn.Module, decoder: nn.Module, quantizer: ResidualFSQ,
+                 sample_rate_hz: int = 16000, in_proj_init_gain: float = _IN_PROJ_INIT_GAIN) -> None:
         super().__init__()
         if encoder.hop_length != decoder.hop_length:
             raise ValueError(f"encoder hop {encoder.hop_length} != decoder hop {decoder.hop_length}")
@@ -87,7 +92,7 @@ class SpeechCodec(nn.Module):
         self.sample_rate_hz = int(sample_rate_hz)
         self.in_proj = nn.Conv1d(encoder.dimension, quantizer.dim, 1)
         with torch.no_grad():  # start the latent spread over the FSQ grid (see _IN_PROJ_INIT_GAIN)
-            self.in_proj.weight.mul_(_IN_PROJ_INIT_GAIN)
+            self.in_proj.weight.mul_(in_proj_init_gain)
             self.in_proj.bias.zero_()
         self.out_proj = nn.Conv1d(quantizer.dim, decoder.dimension, 1)
 
