@@ -152,10 +152,13 @@ class ISTFTDecoder(nn.Module):
         left = self.frames_per_latent // 2
         return y[..., left:left + frames * self.frames_per_latent]
 
+    def features(self, latent: Tensor) -> Tensor:
+        """``[B, dimension, F]`` -> head inputs ``[B, F * frames_per_latent, dim]`` at the STFT frame rate."""
+        x = self.blocks(self.norm(self._upsample(self.embed(latent), latent.shape[-1])))
+        return self.final_norm(x.transpose(1, 2))
+
     def forward(self, latent: Tensor) -> Tensor:
-        frames = latent.shape[-1]
-        x = self.blocks(self.norm(self._upsample(self.embed(latent), frames)))
-        out = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2)  # [B, 2 * bins, frames * r]
+        out = self.head(self.features(latent)).transpose(1, 2)  # [B, 2 * bins, frames * r]
         log_mag, phase = out.chunk(2, dim=1)
         mag = torch.exp(log_mag.clamp(max=_MAX_LOG_MAGNITUDE))
         return self.istft(torch.polar(mag, phase)).unsqueeze(1)
