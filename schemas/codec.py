@@ -119,6 +119,18 @@ class SpectralConfig(_Strict):
         "so 3 spreads the latent to std ~1 (SEANet's ~0.05 needs 20)"))
     encoder: SpectralSideConfig
     decoder: SpectralSideConfig
+    decoder_head: Literal["istft", "harmonic"] = Field(default="istft", description=(
+        "istft: predicted log-magnitude and phase through an inverse STFT; harmonic: sines at k x a predicted "
+        "f0 plus shaped noise (models.codec.harmonic; train with loss.f0_weight > 0)"))
+    harmonics: int = Field(default=80, ge=1, le=400, description="sines per frame of the harmonic head")
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict:
+        data = handler(self)
+        if self.decoder_head == "istft":  # ids of inverse-STFT codecs made before the harmonic head stay put
+            data.pop("decoder_head", None)
+            data.pop("harmonics", None)
+        return data
 
 
 class CodecModelConfig(_Strict):
@@ -194,6 +206,9 @@ class CodecLossConfig(_Strict):
     mel_weight: float = Field(default=1.0, ge=0)
     latent_penalty_weight: float = Field(default=1.0, ge=0, description=(
         "weight of mean(relu(|z| - latent_bound)^2) on the pre-quantization latent z"))
+    f0_weight: float = Field(default=0.0, ge=0, description=(
+        "weight of the L1 between log f0 predicted by a harmonic decoder and the input's YIN f0 on voiced frames "
+        "(models.codec.pitch); ignored by decoders that predict no f0"))
     latent_bound: float = Field(default=2.0, gt=0, description=(
         "|z| beyond this is penalized: FSQ's tanh is flat there, so without a restoring force Adam let z "
         "drift to |z| ~ 60 here, every frame got the same code, and the decoder learned to ignore the latent"))

@@ -31,20 +31,23 @@ from models.codec.presets import (
     codec_25hz_4x8555,
     codec_50hz_1x8555,
     codec_50hz_2x8555,
+    codec_50hz_2x8555_harmonic,
     codec_50hz_2x8555_stft,
     codec_tiny_stft_test,
     codec_tiny_test,
     preset,
 )
 from models.codec.seanet import SEANetDecoder, SEANetEncoder
+from models.codec.harmonic import HarmonicNoiseDecoder
 from models.codec.spectral import ISTFTDecoder, SpectralEncoder
 
 __all__ = [
     "SpeechCodec", "CodecEncoding", "CodecOutput",
     "ResidualFSQ", "FSQ", "QuantizedResult",
-    "SEANetEncoder", "SEANetDecoder", "SpectralEncoder", "ISTFTDecoder",
+    "SEANetEncoder", "SEANetDecoder", "SpectralEncoder", "ISTFTDecoder", "HarmonicNoiseDecoder",
     "CodecLoss", "CodecLosses", "MultiResolutionSTFTLoss", "MultiResolutionMelLoss", "mel_filterbank",
-    "PRESETS", "preset", "codec_50hz_2x8555", "codec_50hz_2x8555_stft", "codec_25hz_4x8555", "codec_50hz_1x8555",
+    "PRESETS", "preset", "codec_50hz_2x8555", "codec_50hz_2x8555_stft", "codec_50hz_2x8555_harmonic",
+    "codec_25hz_4x8555", "codec_50hz_1x8555",
     "codec_tiny_test", "codec_tiny_stft_test",
     "build_codec", "build_codec_loss", "resolve_model_config",
     "CheckpointError", "CheckpointMeta", "codec_id_for", "architecture_id", "weights_digest",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from schemas.codec import CodecLossConfig, CodecModelConfig, TrainCodecConfig
 
 from models.codec.fsq import ResidualFSQ
+from models.codec.harmonic import HarmonicNoiseDecoder
 from models.codec.losses import CodecLoss
 from models.codec.model import SpeechCodec
 from models.codec.seanet import SEANetDecoder, SEANetEncoder
@@ -44,8 +45,10 @@ def build_codec(config: CodecModelConfig | TrainCodecConfig | str) -> SpeechCode
         spec = cfg.spectral
         framing = dict(hop_length=cfg.hop_length, frames_per_latent=spec.frames_per_latent, n_fft=spec.n_fft,
                        dimension=spec.dimension)
-        return SpeechCodec(encoder=SpectralEncoder(**spec.encoder.model_dump(), **framing),
-                           decoder=ISTFTDecoder(**spec.decoder.model_dump(), **framing),
+        decoder = (HarmonicNoiseDecoder(**spec.decoder.model_dump(), **framing, harmonics=spec.harmonics,
+                                        sample_rate_hz=cfg.sample_rate_hz)
+                   if spec.decoder_head == "harmonic" else ISTFTDecoder(**spec.decoder.model_dump(), **framing))
+        return SpeechCodec(encoder=SpectralEncoder(**spec.encoder.model_dump(), **framing), decoder=decoder,
                            quantizer=quantizer, sample_rate_hz=cfg.sample_rate_hz,
                            in_proj_init_gain=spec.in_proj_init_gain)
     common = dict(strides=cfg.strides, causal=cfg.causal, weight_norm=cfg.weight_norm)
@@ -60,4 +63,4 @@ def build_codec(config: CodecModelConfig | TrainCodecConfig | str) -> SpeechCode
 def build_codec_loss(config: CodecLossConfig | None = None, *, sample_rate_hz: int = 16000) -> CodecLoss:
     """The reconstruction objective for a loss config (defaults when None)."""
     cfg = config or CodecLossConfig()
-    return CodecLoss(**cfg.model_dump(exclude={"latent_penalty_weight", "latent_bound"}), sample_rate_hz=sample_rate_hz)
+    return CodecLoss(**cfg.model_dump(exclude={"latent_penalty_weight", "latent_bound", "f0_weight"}), sample_rate_hz=sample_rate_hz)

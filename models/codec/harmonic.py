@@ -35,6 +35,8 @@ from models.codec.spectral import ISTFTDecoder
 __all__ = ["HarmonicNoiseDecoder", "HarmonicSynthesis"]
 
 _NOISE_SEED = 0
+_INIT_NOISE_LOGIT = -3.0  # noise magnitude ~1e-3 per bin at init
+_INIT_LOUDNESS_LOGIT = -2.0  # harmonic amplitude ~0.02 at init
 
 
 @dataclass
@@ -81,6 +83,9 @@ class HarmonicNoiseDecoder(ISTFTDecoder):
         self.sample_rate_hz = sample_rate_hz
         self.f0_range = (float(f0_min_hz), float(f0_max_hz))
         self.head = nn.Linear(dim, bins + 2 + harmonics)  # noise log-magnitude, f0, harmonic loudness, distribution
+        with torch.no_grad():  # start quiet: a loud random tone + noise made the first steps' spectral loss ~80
+            self.head.bias[:bins] = _INIT_NOISE_LOGIT
+            self.head.bias[bins + 1] = _INIT_LOUDNESS_LOGIT
         self.register_buffer("harmonic_numbers", torch.arange(1, harmonics + 1, dtype=torch.float32), persistent=False)
 
     def forward(self, latent: Tensor) -> Tensor:

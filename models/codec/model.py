@@ -52,12 +52,14 @@ class CodecOutput:
         codes: ``[B, frames, stages]`` int64.
         latent: quantized latent ``[B, D, frames]`` (straight-through gradients).
         unquantized: the encoder's projected latent before FSQ ``[B, D, frames]``.
+        f0_hz: ``[B, T / stft_hop]`` the f0 a harmonic decoder predicted (None for other decoders).
     """
 
     recon: Tensor
     codes: Tensor
     latent: Tensor
     unquantized: Tensor
+    f0_hz: Tensor | None = None
 
 
 class SpeechCodec(nn.Module):
@@ -131,8 +133,13 @@ class SpeechCodec(nn.Module):
         """Encode, quantize (straight-through) and decode ``wav [B, T]``, for training."""
         unquantized = self._encode_latent(wav)
         q = self.quantizer(unquantized)
-        recon = self._decode_latent(q.latent)[..., :wav.shape[-1]]
-        return CodecOutput(recon=recon, codes=q.codes, latent=q.latent, unquantized=unquantized)
+        f0 = None
+        if hasattr(self.decoder, "synthesize"):  # a harmonic decoder: keep its f0 for the f0 loss
+            synthesis = self.decoder.synthesize(self.out_proj(q.latent))
+            recon, f0 = synthesis.wav.squeeze(1)[..., :wav.shape[-1]], synthesis.f0_hz
+        else:
+            recon = self._decode_latent(q.latent)[..., :wav.shape[-1]]
+        return CodecOutput(recon=recon, codes=q.codes, latent=q.latent, unquantized=unquantized, f0_hz=f0)
 
     @torch.inference_mode()
     def encode(self, wav: Tensor) -> CodecEncoding:

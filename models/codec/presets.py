@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from schemas.codec import CodecModelConfig, FSQConfig, SEANetConfig, SpectralConfig, SpectralSideConfig
 
-__all__ = ["codec_50hz_2x8555", "codec_50hz_2x8555_stft", "codec_25hz_4x8555", "codec_50hz_1x8555", "codec_tiny_test",
+__all__ = ["codec_50hz_2x8555", "codec_50hz_2x8555_stft", "codec_50hz_2x8555_harmonic", "codec_25hz_4x8555", "codec_50hz_1x8555", "codec_tiny_test",
            "codec_tiny_stft_test", "PRESETS", "preset"]
 
 _LEVELS = [8, 5, 5, 5]  # 1000 codes per stage, ~9.97 bits; the FSQ paper's recommended 2^10 set
@@ -48,6 +48,14 @@ def codec_50hz_2x8555_stft() -> CodecModelConfig:
                                                     decoder=SpectralSideConfig(dim=256, intermediate=768, layers=8)))
 
 
+def codec_50hz_2x8555_harmonic() -> CodecModelConfig:
+    """``codec_50hz_2x8555_stft`` with the harmonic-plus-noise head (80 sines at k x f0 + noise): train with
+    ``loss.f0_weight`` > 0. Not yet trained here (see ``models/codec/harmonic.py`` for why it exists)."""
+    stft = codec_50hz_2x8555_stft()
+    spectral = stft.spectral.model_copy(update={"decoder_head": "harmonic", "harmonics": 80})
+    return stft.model_copy(update={"name": "codec_50hz_2x8555_harmonic", "spectral": spectral})
+
+
 def codec_25hz_4x8555() -> CodecModelConfig:
     """25 Hz x 4 stages x levels [8,5,5,5]: ~997 bps, half the frames (cheaper for downstream sequence models)."""
     return CodecModelConfig(name="codec_25hz_4x8555", strides=[4, 4, 5, 8], encoder=_encoder(), decoder=_decoder(),
@@ -77,7 +85,8 @@ def codec_tiny_stft_test() -> CodecModelConfig:
 
 #: name -> preset function.
 PRESETS: dict[str, Callable[[], CodecModelConfig]] = {
-    fn.__name__: fn for fn in (codec_50hz_2x8555, codec_50hz_2x8555_stft, codec_25hz_4x8555, codec_50hz_1x8555,
+    fn.__name__: fn for fn in (codec_50hz_2x8555, codec_50hz_2x8555_stft, codec_50hz_2x8555_harmonic,
+                               codec_25hz_4x8555, codec_50hz_1x8555,
                                codec_tiny_test, codec_tiny_stft_test)
 }
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from models.codec.losses import CodecLoss
 
-__all__ = ["make_optimizer", "lr_at", "set_learning_rate", "train_step", "validate", "latent_penalty"]
+__all__ = ["make_optimizer", "lr_at", "set_learning_rate", "train_step", "validate", "latent_penalty", "f0_loss"]
 
 
 def latent_penalty(z: Tensor, bound: float) -> Tensor:
@@ -32,6 +32,18 @@ def latent_penalty(z: Tensor, bound: float) -> Tensor:
     steps). This term's gradient does not pass through the tanh.
     """
     return torch.relu(z.abs() - bound).pow(2).mean()
+
+
+def f0_loss(f0_hz: Tensor, wav: Tensor, *, hop: int) -> Tensor:
+    """L1 between log predicted f0 ``[B, N]`` and the YIN f0 of ``wav [B, T]`` on its voiced frames (0 if none)."""
+    from models.codec.pitch import estimate_pitch
+
+    track = estimate_pitch(wav.detach(), hop=hop)
+    frames = min(track.f0_hz.shape[-1], f0_hz.shape[-1])
+    voiced = track.voiced[:, :frames]
+    if not bool(voiced.any()):
+        return f0_hz.sum() * 0.0
+    return (torch.log(f0_hz[:, :frames][voiced]) - torch.log(track.f0_hz[:, :frames][voiced])).abs().mean()
 
 
 def make_optimizer(model: nn.Module, *, learning_rate: float, betas: tuple[float, float] = (0.8, 0.99),
@@ -61,9 +73,10 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def train_step(model: nn.Module, loss_fn: CodecLoss, optimizer: torch.optim.Optimizer, batch: Tensor, *,
                grad_clip_norm: float | None, latent_penalty_weight: float = 0.0,
-               latent_bound: float = 2.0) -> dict[str, float]:
+               latent_bound: float = 2.0, f0_weight: float = 0.0) -> dict[str, float]:
     """One optimizer step on ``batch [B, T]``; returns the loss terms, ``latent_penalty``, ``grad_norm``
-    (before clipping) and ``codes_used`` (distinct first-stage codes in the batch: 1 means a dead bottleneck).
+    (before clipping) and ``codes_used`` (distinct first-stage codes in the batch: 1 means a dead bottleneck);
+    with a harmonic decoder and ``f0_weight > 0`` also ``f0`` (see :func:`f0_loss`).
 
     ``model`` may be DDP-wrapped (its forward returns a ``CodecOutput`` either way).
     """
@@ -71,8 +84,14 @@ def train_step(model: nn.Module, loss_fn: CodecLoss, optimizer: torch.optim.Opti
     out = model(batch)
     losses = loss_fn(out.recon, batch)
     penalty = latent_penalty(out.unquantized, latent_bound)
+    total = losses.total + latent_penalty_weight * penalty
+    extra: dict[str, float] = {}
+    if f0_weight > 0 and out.f0_hz is not None:
+        pitch = f0_loss(out.f0_hz, batch, hop=getattr(model, "module", model).decoder.stft_hop)  # DDP wraps in .module
+        total = total + f0_weight * pitch
+        extra["f0"] = float(pitch.detach())
     optimizer.zero_grad(set_to_none=True)
-    (losses.total + latent_penalty_weight * penalty).backward()
+    total.backward()
     if grad_clip_norm is not None:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm))
     else:
@@ -80,7 +99,7 @@ def train_step(model: nn.Module, loss_fn: CodecLoss, optimizer: torch.optim.Opti
                                          if p.grad is not None)))
     optimizer.step()
     return {**losses.as_floats(), "latent_penalty": float(penalty.detach()), "grad_norm": grad_norm,
-            "codes_used": float(len(torch.unique(out.codes[..., 0])))}
+            "codes_used": float(len(torch.unique(out.codes[..., 0]))), **extra}
 
 
 @torch.no_grad()
