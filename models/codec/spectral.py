@@ -61,13 +61,24 @@ class _ChannelNorm(nn.Module):
         return self.norm(x.transpose(1, 2)).transpose(1, 2)
 
 
-def _check_framing(hop_length: int, frames_per_latent: int) -> int:
-    if frames_per_latent < 1 or hop_length % frames_per_latent:
-        raise ValueError(f"hop_length {hop_length} is not a multiple of frames_per_latent {frames_per_latent}")
-    return hop_length // frames_per_latent
+class _StftFramed(nn.Module):
+    """The "same" STFT framing both sides share: hop lengths, window, and the checks that make them fit."""
+
+    def __init__(self, *, hop_length: int, frames_per_latent: int, n_fft: int, dimension: int) -> None:
+        super().__init__()
+        if frames_per_latent < 1 or hop_length % frames_per_latent:
+            raise ValueError(f"hop_length {hop_length} is not a multiple of frames_per_latent {frames_per_latent}")
+        self.hop_length = int(hop_length)
+        self.frames_per_latent = frames_per_latent
+        self.stft_hop = self.hop_length // frames_per_latent
+        if (n_fft - self.stft_hop) % 2 or n_fft < self.stft_hop:
+            raise ValueError(f"n_fft {n_fft} must be >= the STFT hop {self.stft_hop} with an even difference")
+        self.n_fft = n_fft
+        self.dimension = dimension
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
 
 
-class SpectralEncoder(nn.Module):
+class SpectralEncoder(_StftFramed):
     """Waveform ``[B, 1, T]`` (T a multiple of ``hop_length``) -> latent ``[B, dimension, T / hop_length]``.
 
     Args:
@@ -85,20 +96,12 @@ class SpectralEncoder(nn.Module):
 
     def __init__(self, *, hop_length: int = 320, frames_per_latent: int = 2, n_fft: int = 640, dim: int = 128,
                  intermediate: int = 384, layers: int = 4, kernel_size: int = 7, dimension: int = 64) -> None:
-        super().__init__()
-        self.hop_length = int(hop_length)
-        self.dimension = dimension
-        self.stft_hop = _check_framing(self.hop_length, frames_per_latent)
-        if (n_fft - self.stft_hop) % 2 or n_fft < self.stft_hop:
-            raise ValueError(f"n_fft {n_fft} must be >= the STFT hop {self.stft_hop} with an even difference")
-        self.n_fft = n_fft
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        super().__init__(hop_length=hop_length, frames_per_latent=frames_per_latent, n_fft=n_fft, dimension=dimension)
         self.embed = nn.Conv1d(n_fft // 2 + 1, dim, kernel_size, padding=kernel_size // 2)
         self.norm = _ChannelNorm(dim)
         self.blocks = _stack(dim, intermediate, layers, kernel_size)
         self.down = nn.Conv1d(dim, dimension, 2 * frames_per_latent, stride=frames_per_latent,
                               padding=frames_per_latent // 2) if frames_per_latent > 1 else nn.Conv1d(dim, dimension, 1)
-        self.frames_per_latent = frames_per_latent
 
     def log_magnitude(self, wav: Tensor) -> Tensor:
         """``[B, 1, T]`` -> ``[B, n_fft / 2 + 1, T / stft_hop]`` natural-log magnitudes ("same" framing)."""
@@ -113,7 +116,7 @@ class SpectralEncoder(nn.Module):
         return self.down(x)[..., :frames]
 
 
-class ISTFTDecoder(nn.Module):
+class ISTFTDecoder(_StftFramed):
     """Latent ``[B, dimension, F]`` -> waveform ``[B, 1, F * hop_length]`` through an inverse STFT.
 
     The latent is upsampled to the STFT frame rate (transposed conv), run
@@ -128,15 +131,7 @@ class ISTFTDecoder(nn.Module):
 
     def __init__(self, *, hop_length: int = 320, frames_per_latent: int = 2, n_fft: int = 640, dim: int = 256,
                  intermediate: int = 768, layers: int = 8, kernel_size: int = 7, dimension: int = 64) -> None:
-        super().__init__()
-        self.hop_length = int(hop_length)
-        self.dimension = dimension
-        self.stft_hop = _check_framing(self.hop_length, frames_per_latent)
-        if (n_fft - self.stft_hop) % 2 or n_fft < self.stft_hop:
-            raise ValueError(f"n_fft {n_fft} must be >= the STFT hop {self.stft_hop} with an even difference")
-        self.n_fft = n_fft
-        self.frames_per_latent = frames_per_latent
-        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        super().__init__(hop_length=hop_length, frames_per_latent=frames_per_latent, n_fft=n_fft, dimension=dimension)
         self.embed = nn.Conv1d(dimension, dim, kernel_size, padding=kernel_size // 2)
         self.up = (nn.ConvTranspose1d(dim, dim, 2 * frames_per_latent, stride=frames_per_latent)
                    if frames_per_latent > 1 else nn.Identity())

@@ -6,24 +6,12 @@ import torch
 
 from models.codec import build_codec, build_codec_loss, codec_tiny_test, mel_filterbank
 from tests.factories import espeak_16k
-from tests.models import one_torch_thread  # noqa: F401  (autouse: one intra-op thread)
+from tests.models import one_torch_thread, train_on_speech  # noqa: F401  (autouse: one intra-op thread)
 
 
 def test_thirty_steps_on_real_speech_lower_the_loss():
     torch.manual_seed(0)
-    wav = torch.from_numpy(espeak_16k("Hello there, this is a short test of the codec.", voice="en"))
-    batch = torch.stack([wav[i:i + 8000] for i in (2000, 6000, 12000, 18000)])
-    codec, loss_fn = build_codec(codec_tiny_test()), build_codec_loss()
-    opt = torch.optim.Adam(codec.parameters(), lr=3e-3)
-    with torch.no_grad():
-        before = loss_fn(codec(batch).recon, batch)
-    for _ in range(30):
-        losses = loss_fn(codec(batch).recon, batch)
-        opt.zero_grad()
-        losses.total.backward()
-        opt.step()
-    with torch.no_grad():
-        after = loss_fn(codec(batch).recon, batch)
+    before, after = train_on_speech(build_codec(codec_tiny_test()), build_codec_loss())
     assert float(after.total) < 0.85 * float(before.total)
     assert float(after.mel) < float(before.mel)
 
