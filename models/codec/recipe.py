@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from models.codec.losses import CodecLoss
+from models.codec.pitch import estimate_pitch
 
 __all__ = ["make_optimizer", "lr_at", "set_learning_rate", "train_step", "validate", "latent_penalty", "f0_loss"]
 
@@ -36,8 +37,6 @@ def latent_penalty(z: Tensor, bound: float) -> Tensor:
 
 def f0_loss(f0_hz: Tensor, wav: Tensor, *, hop: int) -> Tensor:
     """L1 between log predicted f0 ``[B, N]`` and the YIN f0 of ``wav [B, T]`` on its voiced frames (0 if none)."""
-    from models.codec.pitch import estimate_pitch
-
     track = estimate_pitch(wav.detach(), hop=hop)
     frames = min(track.f0_hz.shape[-1], f0_hz.shape[-1])
     voiced = track.voiced[:, :frames]
