@@ -137,7 +137,8 @@ def fit_with_ray_train(train_loop_per_worker: Any, loop_config: dict[str, Any], 
     """Run ``train_loop_per_worker`` on a ``TorchTrainer`` fed by ``dataset`` (streamed in plan order).
 
     ``execution`` gives ``num_workers`` and ``cpus_per_worker`` (fractional CPUs leave room for the Ray Data
-    readers on a small machine). Ray must be initialized already (``pipelines.ray_env.init_ray``).
+    readers on a small machine). Ray must be initialized already (``pipelines.ray_env.init_ray``). The
+    dataset's scheduling loop backs off while the trainer is the bottleneck (``pipelines.ray_idle``).
 
     Raises:
         TrainingError: the run failed (the worker's error, first line).
@@ -146,6 +147,9 @@ def fit_with_ray_train(train_loop_per_worker: Any, loop_config: dict[str, Any], 
     from ray.data import ExecutionOptions
     from ray.train.torch import TorchTrainer
 
+    from pipelines.ray_idle import install as install_idle_backoff
+
+    install_idle_backoff(dataset.context)  # else the input's coordinator spins a core while the trainer works
     storage_path = None if is_remote(output_dir) else str(Path(output_dir) / "ray_train")
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=loop_config,
