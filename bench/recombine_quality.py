@@ -178,6 +178,11 @@ def measure_recombine_quality(codec, factorizer, held_out: HeldOutSet, *, lake: 
         progress(f"swap trials: {len(trials)}")
         swaps = rq.measure_swap_accuracy(factorizer, codec, rows, judge, trials, embeddings=embeddings,
                                          batch_size=batch_size, progress=progress)
+        progress(f"embedding the real recordings of the {len(labelled)} rows (the judge's own limit)")
+        real = rq.embed_rows(judge, _read_references(lake, rows, labelled, codec.sample_rate_hz), len(rows),
+                             codec.sample_rate_hz)
+        swaps.judge_real_loo_hits, swaps.judge_real_loo_candidates = rq.judge_leave_one_out(
+            real, rows.labels["speaker"])
     seconds["swaps"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -286,6 +291,9 @@ def _swap_section(s: SwapAccuracy | None) -> list[str]:
                         "least two judgeable rows.", ""]
     loo = float(np.mean(s.judge_loo_hits)) if len(s.judge_loo_hits) else math.nan
     loo_chance = float(np.mean(1.0 / s.judge_loo_candidates)) if len(s.judge_loo_candidates) else math.nan
+    real = float(np.mean(s.judge_real_loo_hits)) if len(s.judge_real_loo_hits) else math.nan
+    real_chance = (float(np.mean(1.0 / s.judge_real_loo_candidates)) if len(s.judge_real_loo_candidates)
+                   else math.nan)
     lines += ["Each trial: content of a held-out row + the speaker vector of a row of another held-out speaker "
               "of the same language (style, environment, channel stay the content row's), decoded by the codec. "
               "Judge: Resemblyzer GE2E embeddings, nearest centroid over the held-out speakers; a centroid is the "
@@ -303,6 +311,8 @@ def _swap_section(s: SwapAccuracy | None) -> list[str]:
               f"| no swap: assigned to its own speaker | {_pct(s.share('identity'))} |",
               f"| judge on unswapped codec round trips, leave one out ({len(s.judge_loo_hits)} rows; chance) | "
               f"{_pct(loo)} ({_pct(loo_chance)}) |",
+              f"| judge on the real recordings, leave one out ({len(s.judge_real_loo_hits)} rows; chance) | "
+              f"{_pct(real)} ({_pct(real_chance)}) |",
               f"| factorizer's own check: re-encoded speaker vector, cosine to target / source | "
               f"{_f(float(np.mean(s.factor_cos_target)))} / {_f(float(np.mean(s.factor_cos_source)))} |", "",
               f"Target: swap accuracy >= {100 * TARGET_SWAP_ACCURACY:.0f} %: "

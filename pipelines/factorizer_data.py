@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -31,10 +32,14 @@ from schemas.factorizer import FACTOR_NAMES as HEADS
 from schemas.factorizer import UNKNOWN_LABEL as UNKNOWN
 from schemas.storage import StorageConfig
 
+if TYPE_CHECKING:
+    from pipelines.factorizer_pairs import ParallelPairs
+
 __all__ = ["HEADS", "UNKNOWN", "LatentIndex", "WindowPlan", "channel_class", "build_vocab", "index_latents",
-           "make_window_plan", "read_windows", "read_index_rows"]
+           "make_window_plan", "read_windows", "read_index_rows", "read_pair_rows"]
 
 _STEPS_PER_DRAW = 1000
+_NO_FRAMES = np.zeros(0, dtype=np.int32)
 
 
 def channel_class(label: str | None) -> str | None:
@@ -148,14 +153,23 @@ class WindowPlan:
         return self.table.slice(step * self.batch_size)
 
 
-def make_window_plan(index: LatentIndex, *, steps: int, batch_size: int, max_frames: int, seed: int) -> WindowPlan:
+def make_window_plan(index: LatentIndex, *, steps: int, batch_size: int, max_frames: int, seed: int,
+                     pairs: "ParallelPairs | None" = None, pairs_per_batch: int = 0) -> WindowPlan:
     """Draw ``steps x batch_size`` windows (rows uniformly, a random start in rows longer than ``max_frames``).
 
     Rows are drawn uniformly rather than by duration: the labels are per
     utterance, and short utterances carry as much speaker information per
     row as long ones.
+
+    With ``pairs`` (``pipelines.factorizer_pairs``) and ``pairs_per_batch`` > 0, the last ``pairs_per_batch``
+    windows of every step are the A side of a uniformly drawn pair, and the plan gains ``tgt_row_offset``
+    (B's row, -1 elsewhere) and ``tgt_frames`` (B's frame aligned to each frame of the window, empty
+    elsewhere). The other windows are exactly those of a plan without pairs.
     """
-    picks, offsets = [], []
+    use_pairs = pairs is not None and len(pairs) > 0 and pairs_per_batch > 0
+    if use_pairs and pairs_per_batch > batch_size:
+        raise ValueError(f"pairs_per_batch {pairs_per_batch} exceeds batch_size {batch_size}")
+    picks, offsets, pair_picks = [], [], []
     for chunk_start in range(0, steps, _STEPS_PER_DRAW):
         # one generator per chunk: a longer run's plan starts with a shorter run's plan (see pipelines.codec_data)
         rng = np.random.default_rng([seed, chunk_start // _STEPS_PER_DRAW])
@@ -163,17 +177,32 @@ def make_window_plan(index: LatentIndex, *, steps: int, batch_size: int, max_fra
         full = _STEPS_PER_DRAW * batch_size
         chunk = rng.integers(0, len(index), size=full)
         room = np.maximum(index.num_frames[chunk] - max_frames, 0)
+        start = (rng.random(full) * (room + 1)).astype(np.int64)
+        pair = np.full(full, -1, dtype=np.int64)
+        if use_pairs:  # drawn after the plain windows, so those stay as they were
+            slots = (np.arange(full) % batch_size) >= batch_size - pairs_per_batch
+            pair[slots] = rng.integers(0, len(pairs), size=int(slots.sum()))
+            chunk[slots] = pairs.src[pair[slots]]
+            room = np.maximum(index.num_frames[chunk] - max_frames, 0)
+            start[slots] = (rng.random(int(slots.sum())) * (room[slots] + 1)).astype(np.int64)
         picks.append(chunk[:n])
-        offsets.append((rng.random(full) * (room + 1)).astype(np.int64)[:n])
+        offsets.append(start[:n])
+        pair_picks.append(pair[:n])
     pick = np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
     offset = np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64)
+    length = np.minimum(index.num_frames[pick], max_frames)
     columns = {
         "step": pa.array(np.repeat(np.arange(steps, dtype=np.int64), batch_size)),
         "row_offset": pa.array(index.row_offsets[pick]),
         "offset": pa.array(offset),
-        "length": pa.array(np.minimum(index.num_frames[pick], max_frames)),
+        "length": pa.array(length),
     }
     columns.update({head: pa.array(index.labels[head][pick]) for head in HEADS})
+    if use_pairs:
+        pair = np.concatenate(pair_picks)
+        columns["tgt_row_offset"] = pa.array(np.where(pair >= 0, index.row_offsets[pairs.tgt[np.maximum(pair, 0)]], -1))
+        frames = [pairs.path_of(k)[o:o + n] if k >= 0 else _NO_FRAMES for k, o, n in zip(pair, offset, length)]
+        columns["tgt_frames"] = pa.array(frames, type=pa.list_(pa.int32()))
     return WindowPlan(table=pa.table(columns), max_frames=max_frames, batch_size=batch_size)
 
 
@@ -182,22 +211,35 @@ def read_windows(batch: dict[str, np.ndarray], *, uri: str, version: int, max_fr
     """Ray Data map_batches function: plan rows -> windows of codes.
 
     Returns ``codes`` uint16 ``[n, max_frames, stages]`` (zero-padded past
-    ``lengths``), ``lengths`` int64 ``[n]``, ``step`` and the head labels.
+    ``lengths``), ``lengths`` int64 ``[n]``, ``step`` and the head labels. A plan with pairs (see
+    :func:`make_window_plan`) adds ``target_codes`` (B's codes at the frames aligned to each window frame,
+    zero where a window has no pair) and ``has_target`` (bool ``[n]``).
     """
     ds = open_pinned(uri, version, storage or StorageConfig())
     offsets = batch["row_offset"].astype(np.int64)
-    unique = sorted(set(offsets.tolist()))
+    targets = batch["tgt_row_offset"].astype(np.int64) if "tgt_row_offset" in batch else None
+    wanted = set(offsets.tolist()) | (set(targets[targets >= 0].tolist()) if targets is not None else set())
+    unique = sorted(wanted)
     table = ds.take(unique, columns=["codes", "num_frames", "num_stages"])
     position = dict(zip(unique, range(len(unique))))
     stages = int(table.column("num_stages")[0].as_py()) if table.num_rows else 1
     flat = table.column("codes").combine_chunks()
+
+    def row_codes(row: int) -> np.ndarray:
+        return flat[position[row]].values.to_numpy().reshape(-1, stages)
+
     out = np.zeros((len(offsets), max_frames, stages), dtype=np.uint16)
     for i, (row, offset, length) in enumerate(zip(offsets, batch["offset"], batch["length"])):
-        j = position[int(row)]
-        codes = flat[j].values.to_numpy().reshape(-1, stages)
-        out[i, :length] = codes[int(offset):int(offset) + int(length)]
+        out[i, :length] = row_codes(int(row))[int(offset):int(offset) + int(length)]
     result = {"step": batch["step"].astype(np.int64), "codes": out, "lengths": batch["length"].astype(np.int64)}
     result.update({head: batch[head].astype(np.int64) for head in HEADS})
+    if targets is not None:
+        target = np.zeros_like(out)
+        for i, (row, frames) in enumerate(zip(targets, batch["tgt_frames"])):
+            if row >= 0:
+                frames = np.asarray(frames, dtype=np.int64)
+                target[i, :len(frames)] = row_codes(int(row))[frames]
+        result["target_codes"], result["has_target"] = target, targets >= 0
     return result
 
 
@@ -207,4 +249,17 @@ def read_index_rows(index: LatentIndex, storage: StorageConfig, *, rows: int, ma
     plan = {"step": np.zeros(n, dtype=np.int64), "row_offset": index.row_offsets[:n],
             "offset": np.zeros(n, dtype=np.int64), "length": np.minimum(index.num_frames[:n], max_frames)}
     plan.update({head: index.labels[head][:n] for head in HEADS})
+    return read_windows(plan, uri=index.uri, version=index.version, max_frames=max_frames, storage=storage)
+
+
+def read_pair_rows(index: LatentIndex, pairs: "ParallelPairs", storage: StorageConfig, *,
+                   max_frames: int) -> dict[str, np.ndarray]:
+    """Every pair of ``pairs`` (positions in ``index``) as a window from A's start with B's aligned codes:
+    a fixed validation set for the parallel swap target."""
+    length = np.minimum(index.num_frames[pairs.src], max_frames)
+    plan = {"step": np.zeros(len(pairs), dtype=np.int64), "row_offset": index.row_offsets[pairs.src],
+            "offset": np.zeros(len(pairs), dtype=np.int64), "length": length,
+            "tgt_row_offset": index.row_offsets[pairs.tgt],
+            "tgt_frames": [pairs.path_of(k)[:n] for k, n in enumerate(length)]}
+    plan.update({head: index.labels[head][pairs.src] for head in HEADS})
     return read_windows(plan, uri=index.uri, version=index.version, max_frames=max_frames, storage=storage)

@@ -53,6 +53,7 @@ class TrainFactorizerSummary:
     last_metrics: dict[str, float] = field(default_factory=dict)
     last_valid: dict[str, float] = field(default_factory=dict)
     already_complete: bool = False
+    parallel_pairs: int = 0
 
     def format(self) -> str:
         paths = checkpoint_paths(self.output_dir)
@@ -61,7 +62,8 @@ class TrainFactorizerSummary:
                  + ("; already complete, nothing to do" if self.already_complete else ""),
                  f"  trained on {self.train_rows} latents rows, {self.train_hours:.2f} h (latents version "
                  f"{self.latents_version}); classes: "
-                 + ", ".join(f"{k} {v}" for k, v in self.vocab_sizes.items())]
+                 + ", ".join(f"{k} {v}" for k, v in self.vocab_sizes.items())
+                 + (f"; {self.parallel_pairs} parallel pairs as direct swap targets" if self.parallel_pairs else "")]
         if self.last_metrics:
             lines.append("  last train losses: " + ", ".join(f"{k} {v:.4f}" for k, v in self.last_metrics.items()))
         if self.last_valid:
@@ -92,6 +94,7 @@ def run_train_factorizer(config: TrainFactorizerConfig, *,
     from models.factorizer.checkpoint import (FactorizerCheckpointError, factorizer_id_for,
                                               load_factorizer_checkpoint)
     from pipelines.factorizer_data import index_latents, make_window_plan
+    from pipelines.factorizer_pairs import find_training_pairs
 
     lake = resolve_uri(config.lake_root)
     output_dir = resolve_uri(config.output_dir)
@@ -139,23 +142,38 @@ def run_train_factorizer(config: TrainFactorizerConfig, *,
         summary.factorizer_id = meta.factorizer_id  # the full id (with the weights digest) of what is there
         return summary
 
+    pairs = find_training_pairs(lake, config.storage, segment_ids=train.segment_ids, num_frames=train.num_frames,
+                                frame_rate_hz=train.frame_rate_hz, max_pairs=tr.parallel_pairs, seed=tr.seed,
+                                segments_filter=segments_filter(split=config.train_split,
+                                                                holdout_corpora=config.holdout_corpora),
+                                progress=progress)
+    summary.parallel_pairs = len(pairs)
+    valid_pairs = find_training_pairs(lake, config.storage, segment_ids=valid.segment_ids, num_frames=valid.num_frames,
+                                      frame_rate_hz=valid.frame_rate_hz, seed=tr.seed,
+                                      max_pairs=min(tr.parallel_pairs, tr.valid_rows),
+                                      segments_filter=segments_filter(split=config.valid_split,
+                                                                      holdout_corpora=config.holdout_corpora),
+                                      progress=progress)
     plan = make_window_plan(train, steps=tr.max_steps, batch_size=tr.batch_size, max_frames=tr.max_frames,
-                            seed=tr.seed)
+                            seed=tr.seed, pairs=pairs, pairs_per_batch=tr.pairs_per_batch)
     progress(f"training {factorizer_id} on codec {codec_id}'s latents: {len(train)} {config.train_split} rows "
              f"({train.hours:.2f} h, latents version {train.version}), {len(valid)} {config.valid_split} rows; "
              f"classes {summary.vocab_sizes}; steps {start_step} -> {tr.max_steps}"
-             + (f" or {tr.max_minutes:g} min" if tr.max_minutes else ""))
+             + (f" or {tr.max_minutes:g} min" if tr.max_minutes else "")
+             + (f"; {tr.pairs_per_batch} of {tr.batch_size} windows per step from {len(pairs)} parallel pairs"
+                if len(pairs) and tr.pairs_per_batch else ""))
     loop_config = {"config": config.model_dump(mode="json"), "model_config": model_config.model_dump(mode="json"),
                    "factorizer_id": factorizer_id, "codec_id": codec_id, "vocab": train.vocab,
                    "start_step": start_step, "latents_uri": train.uri, "latents_version": train.version,
-                   "valid_index": valid}
+                   "valid_index": valid, "valid_pairs": valid_pairs}
     _fit(config, plan, loop_config)
     _, _, meta = load_factorizer_checkpoint(outputs.fetch(outputs.paths["latest"]))
     history = outputs.read_metrics()
     last_train = next((r for r in reversed(history) if "total" in r), {})
     summary.end_step, summary.factorizer_id = meta.step, meta.factorizer_id
     summary.train_seconds = float(meta.extra.get("train_seconds", train_seconds))
-    summary.last_metrics = {k: float(last_train[k]) for k in ("total", "recon_l1", "swap_global") if k in last_train}
+    summary.last_metrics = {k: float(last_train[k]) for k in ("total", "recon_l1", "swap_global", "parallel_l1")
+                            if k in last_train}
     summary.last_valid = {k[len("valid_"):]: float(v) for k, v in meta.extra.items() if k.startswith("valid_")}
     return summary
 
@@ -198,7 +216,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                                  prefetch_batches=4, drop_last=True)
     run_train_loop(recipe, batches, outputs, config.training, start_step=recipe.start_step,
                    train_seconds=recipe.train_seconds, rank=rank, world=world, title=loop_config["factorizer_id"],
-                   tag="train_factorizer", ylabel="loss (recon + heads + swap cycle)",
+                   tag="train_factorizer", ylabel="loss (recon + heads + swap cycle [+ parallel])",
                    show=("recon_l1", "speaker"))
 
 
@@ -214,7 +232,7 @@ class _FactorizerRecipe:
         from models.factorizer.builders import build_factorizer, build_factorizer_loss
         from models.factorizer.checkpoint import load_factorizer_checkpoint
         from models.factorizer.recipe import make_optimizer
-        from pipelines.factorizer_data import read_index_rows
+        from pipelines.factorizer_data import read_index_rows, read_pair_rows
         from schemas.factorizer import FactorizerModelConfig
 
         tr = config.training
@@ -240,6 +258,13 @@ class _FactorizerRecipe:
                                       max_frames=tr.max_frames)
             self.valid = [self._batch({k: v[i:i + tr.batch_size] for k, v in windows.items()})
                           for i in range(0, len(windows["lengths"]), tr.batch_size)]
+        self.valid_parallel: list = []
+        valid_pairs = loop_config.get("valid_pairs")
+        if rank == 0 and valid_pairs is not None and len(valid_pairs) and self.loss_fn.uses_parallel:
+            windows = read_pair_rows(loop_config["valid_index"], valid_pairs, config.storage,
+                                     max_frames=tr.max_frames)
+            self.valid_parallel = [self._batch({k: v[i:i + tr.batch_size] for k, v in windows.items()})
+                                   for i in range(0, len(windows["lengths"]), tr.batch_size)]
 
     def _batch(self, batch: dict[str, Any]):
         """Numpy window batch -> FactorizerBatch (codes -> the codec's quantized latent)."""
@@ -251,7 +276,12 @@ class _FactorizerRecipe:
         codes = torch.from_numpy(batch["codes"].astype("int64"))
         latent = self.codec.codes_to_latent(codes)
         labels = {name: torch.from_numpy(batch[name].astype("int64")) for name in FACTOR_NAMES}
-        return FactorizerBatch(latent=latent, lengths=torch.from_numpy(batch["lengths"].astype("int64")), **labels)
+        target = has_target = None
+        if "has_target" in batch:
+            target = self.codec.codes_to_latent(torch.from_numpy(batch["target_codes"].astype("int64")))
+            has_target = torch.from_numpy(batch["has_target"].astype(bool))
+        return FactorizerBatch(latent=latent, lengths=torch.from_numpy(batch["lengths"].astype("int64")),
+                               target=target, has_target=has_target, **labels)
 
     def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
         from models.factorizer.recipe import lr_at, set_learning_rate, train_step
@@ -266,7 +296,13 @@ class _FactorizerRecipe:
     def validate(self) -> dict[str, float]:
         from models.factorizer.recipe import validate
 
-        return validate(self.factorizer, self.loss_fn, self.valid) if self.valid else {}
+        metrics = validate(self.factorizer, self.loss_fn, self.valid) if self.valid else {}
+        for name in ("parallel_l1", "parallel_mse"):  # plain valid rows have no partner: 0 would read as perfect
+            metrics.pop(name, None)
+        if self.valid_parallel:  # held-apart voices' direct swaps: what the parallel term buys off the training set
+            par = validate(self.factorizer, self.loss_fn, self.valid_parallel)
+            metrics.update({"parallel_l1": par["parallel_l1"], "parallel_mse": par["parallel_mse"]})
+        return metrics
 
     def save_checkpoint(self, path: Path, *, step: int, train_seconds: float, extra: dict[str, float]) -> None:
         from models.factorizer.checkpoint import save_factorizer_checkpoint

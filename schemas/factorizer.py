@@ -123,3 +123,7 @@ class FactorizerLossConfig(_Strict):
         "1 - cosine between the global vectors decoded into a swapped latent and those re-encoded from it"))
     swap_content_weight: float = Field(default=0.1, ge=0, description=(
         "MSE between the content decoded into a swapped latent and the content re-encoded from it"))
+    parallel_l1_weight: float = Field(default=0.0, ge=0, description=(
+        "L1 between A's content decoded with B's speaker and B's latent warped onto A's frames, on rows with a "
+        "parallel partner (training.parallel_pairs)"))
+    parallel_mse_weight: float = Field(default=0.0, ge=0, description="MSE of the same parallel swap target")

@@ -37,6 +37,20 @@ class FactorizerTrainingConfig(_Strict):
     valid_rows: int = Field(default=256, ge=1, description="valid-split rows scored at each validation")
     min_label_count: int = Field(default=5, ge=1, description=(
         "a label seen fewer times in the training split is treated as unknown (no class of its own)"))
+    parallel_pairs: int = Field(default=0, ge=0, description=(
+        "direct swap targets: up to this many training pairs of two voices speaking one sentence, DTW-aligned "
+        "once at start-up (pipelines.factorizer_pairs); 0: none. Weighted by loss.parallel_*_weight"))
+    pairs_per_batch: int = Field(default=0, ge=0, description=(
+        "windows of each step that are the A side of a parallel pair (of batch_size; 0 with parallel_pairs 0)"))
+
+    @model_validator(mode="after")
+    def _pairs_fit(self) -> "FactorizerTrainingConfig":
+        if self.pairs_per_batch > self.batch_size:
+            raise ValueError(f"pairs_per_batch {self.pairs_per_batch} exceeds batch_size {self.batch_size}")
+        if (self.parallel_pairs > 0) != (self.pairs_per_batch > 0):
+            raise ValueError("give parallel_pairs and pairs_per_batch together (both > 0 to use parallel swap "
+                             "targets, both 0 not to)")
+        return self
 
 
 class FactorizerExecutionConfig(CodecExecutionConfig):
@@ -68,4 +82,8 @@ class TrainFactorizerConfig(_Strict):
     def _one_model(self) -> "TrainFactorizerConfig":
         if (self.preset is None) == (self.model is None):
             raise ValueError("give exactly one of `preset` (a preset name) or `model` (a full model config)")
+        weighted = self.loss.parallel_l1_weight > 0 or self.loss.parallel_mse_weight > 0
+        if weighted != (self.training.parallel_pairs > 0):
+            raise ValueError("loss.parallel_l1_weight / parallel_mse_weight and training.parallel_pairs go "
+                             "together: weight the parallel term and give pairs, or neither")
         return self

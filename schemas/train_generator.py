@@ -20,7 +20,7 @@ from schemas.train_input import TrainInputConfig
 __all__ = ["TrainGeneratorConfig", "SHIPPED_FACTORIZER_ID"]
 
 #: The factorizer whose vectors the demo lake's `factors` table holds (checkpoints/factorizer_default.pt).
-SHIPPED_FACTORIZER_ID = "factorizer_default-c7523103155f-w01187eb215"
+SHIPPED_FACTORIZER_ID = "factorizer_default-c7523103155f-wdac23304bf"
 
 
 class TrainGeneratorConfig(_Strict):

@@ -11,6 +11,9 @@
   row i's content (MSE). Targets are detached: the term teaches the decoder
   to render the factors it is given and the encoders to read them back, and
   cannot be lowered by collapsing the factors themselves.
+- Parallel swap target: on rows that have a parallel partner (one sentence,
+  another voice), A's content decoded with B's speaker vector must give B's
+  latent warped onto A's frames (masked L1 + MSE, as reconstruction).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class FactorizerLosses:
     adversary: Tensor
     swap_global: Tensor
     swap_content: Tensor
+    parallel_l1: Tensor
+    parallel_mse: Tensor
 
     def as_floats(self) -> dict[str, float]:
         """Plain floats for metric logging."""
@@ -83,7 +88,8 @@ class FactorizerLoss(nn.Module):
     def __init__(self, *, recon_l1_weight: float = 1.0, recon_mse_weight: float = 1.0, speaker_weight: float = 0.1,
                  style_weight: float = 0.1, environment_weight: float = 0.1, channel_weight: float = 0.1,
                  adversary_weight: float = 0.05, swap_global_weight: float = 0.1,
-                 swap_content_weight: float = 0.1) -> None:
+                 swap_content_weight: float = 0.1, parallel_l1_weight: float = 0.0,
+                 parallel_mse_weight: float = 0.0) -> None:
         super().__init__()
         self.recon_l1_weight = float(recon_l1_weight)
         self.recon_mse_weight = float(recon_mse_weight)
@@ -92,11 +98,18 @@ class FactorizerLoss(nn.Module):
         self.adversary_weight = float(adversary_weight)
         self.swap_global_weight = float(swap_global_weight)
         self.swap_content_weight = float(swap_content_weight)
+        self.parallel_l1_weight = float(parallel_l1_weight)
+        self.parallel_mse_weight = float(parallel_mse_weight)
 
     @property
     def uses_swap_cycle(self) -> bool:
         """Whether the model must run its swap cycle (``forward(..., swap_cycle=True)``) for this loss."""
         return self.swap_global_weight > 0 or self.swap_content_weight > 0
+
+    @property
+    def uses_parallel(self) -> bool:
+        """Whether the model should run the parallel swap pass on the batch's targets."""
+        return self.parallel_l1_weight > 0 or self.parallel_mse_weight > 0
 
     def forward(self, output: FactorizerOutput, batch: FactorizerBatch) -> FactorizerLosses:
         """Score one forward pass of ``batch``.
@@ -125,7 +138,16 @@ class FactorizerLoss(nn.Module):
             content = cycle.swapped.content.detach()
             terms["swap_content"] = ((cycle.reencoded_content_bounded - content).pow(2) * mask).sum() / (
                 mask.sum() * content.shape[1])
+        terms["parallel_l1"], terms["parallel_mse"] = zero, zero
+        if output.parallel is not None:
+            par = output.parallel
+            par_mask = frame_mask(par.lengths.to(latent.device), par.target.shape[-1], latent.dtype)
+            par_values = par_mask.sum() * par.target.shape[1]
+            par_diff = (par.recon - par.target.to(par.recon.dtype)) * par_mask
+            terms["parallel_l1"] = par_diff.abs().sum() / par_values
+            terms["parallel_mse"] = par_diff.pow(2).sum() / par_values
         total = (self.recon_l1_weight * terms["recon_l1"] + self.recon_mse_weight * terms["recon_mse"]
+                 + self.parallel_l1_weight * terms["parallel_l1"] + self.parallel_mse_weight * terms["parallel_mse"]
                  + sum(self.class_weights[name] * terms[name] for name in FACTOR_NAMES)
                  + self.adversary_weight * terms["adversary"]
                  + self.swap_global_weight * terms["swap_global"] + self.swap_content_weight * terms["swap_content"])

@@ -31,7 +31,7 @@ from models.factorizer.layers import AttentiveStatsPool, ContentAdversary, ConvS
     masked_instance_norm, reverse_gradient
 from schemas.factorizer import FACTOR_NAMES
 
-__all__ = ["FactorizerEncoding", "FactorLogits", "SwapCycle", "FactorizerOutput", "FactorizerBatch",
+__all__ = ["FactorizerEncoding", "FactorLogits", "SwapCycle", "ParallelSwap", "FactorizerOutput", "FactorizerBatch",
            "Factorizer", "swap_factors", "pad_latents"]
 
 #: How far each factor's donor is rolled across the batch in the swap cycle: a different donor per factor,
@@ -86,6 +86,23 @@ class SwapCycle:
 
 
 @dataclass
+class ParallelSwap:
+    """The direct swap target pass: row A's content with the speaker of its parallel partner B, decoded.
+
+    Attributes:
+        rows: int64 ``[P]`` rows of the batch that have a partner.
+        recon: the decoded latent ``[P, D, T]`` (A's frames).
+        target: B's latent warped onto A's frames ``[P, D, T]`` (the ground truth of ``recon``).
+        lengths: A's valid frames ``[P]``.
+    """
+
+    rows: Tensor
+    recon: Tensor
+    target: Tensor
+    lengths: Tensor
+
+
+@dataclass
 class FactorizerOutput:
     """One training forward pass.
 
@@ -95,6 +112,7 @@ class FactorizerOutput:
         logits: classifier logits on the global vectors.
         adversary_logits: speaker logits from the content (gradient reversed into the content encoder), or None.
         cycle: the swap cycle, when asked for.
+        parallel: the direct swap targets' pass, when the batch has parallel targets.
     """
 
     encoding: FactorizerEncoding
@@ -102,6 +120,7 @@ class FactorizerOutput:
     logits: FactorLogits
     adversary_logits: Tensor | None
     cycle: SwapCycle | None = None
+    parallel: ParallelSwap | None = None
 
 
 @dataclass
@@ -112,6 +131,9 @@ class FactorizerBatch:
         latent: ``[B, D, T]`` float32, padded with anything (it is masked).
         lengths: ``[B]`` int64, each in ``[1, T]``.
         speaker, style, environment, channel: ``[B]`` int64 class indices, or None (all unknown).
+        target: ``[B, D, T]`` a parallel partner's latent warped onto each row's frames (see
+            ``pipelines.factorizer_pairs``), or None; read only where ``has_target``.
+        has_target: ``[B]`` bool, or None (no row has a partner).
     """
 
     latent: Tensor
@@ -120,6 +142,14 @@ class FactorizerBatch:
     style: Tensor | None = None
     environment: Tensor | None = None
     channel: Tensor | None = None
+    target: Tensor | None = None
+    has_target: Tensor | None = None
+
+    def target_rows(self) -> Tensor | None:
+        """Indices of the rows with a parallel target, or None when there are none."""
+        if self.target is None or self.has_target is None or not bool(self.has_target.any()):
+            return None
+        return torch.nonzero(self.has_target, as_tuple=False)[:, 0]
 
     def __len__(self) -> int:
         return self.latent.shape[0]
@@ -271,14 +301,31 @@ class Factorizer(nn.Module):
         """Classifier logits for every factor that has a head."""
         return FactorLogits(**{name: head(getattr(encoding, name)) for name, head in self.heads.items()})
 
-    def forward(self, latent: Tensor, lengths: Tensor, *, swap_cycle: bool = False) -> FactorizerOutput:
+    def forward(self, latent: Tensor, lengths: Tensor, *, swap_cycle: bool = False,
+                parallel_target: Tensor | None = None, parallel_rows: Tensor | None = None) -> FactorizerOutput:
         """Encode, reconstruct, classify and (if ``swap_cycle``) run the swap cycle, for training.
 
         The swap cycle decodes each row's content with global vectors rolled across the batch (a different
         shift per factor) and encodes the result again; ``FactorizerLoss`` asks the re-encoded factors to
         equal those put in.
+
+        ``parallel_target [B, D, T]`` and ``parallel_rows [P]``: for each listed row, its parallel partner's
+        latent on the row's frames. The partner is encoded, its speaker vector replaces the row's, and the
+        mix is decoded (``output.parallel``); ``FactorizerLoss`` compares it with the partner's latent. This
+        is the one term that shows the decoder a voice change with its true result.
         """
         encoding = self.encode(latent, lengths)
+        parallel = None
+        if parallel_target is not None and parallel_rows is not None and parallel_rows.numel():
+            rows = parallel_rows.to(device=latent.device, dtype=torch.long)
+            sub_lengths = lengths[rows]
+            target = parallel_target[rows]
+            partner = self.encode(target, sub_lengths)
+            own = FactorizerEncoding(content=encoding.content[rows], lengths=sub_lengths,
+                                     **{name: getattr(encoding, name)[rows] for name in FACTOR_NAMES})
+            parallel = ParallelSwap(rows=rows, recon=self.decode(replace(own, speaker=partner.speaker)),
+                                    target=target * frame_mask(sub_lengths, target.shape[-1], target.dtype),
+                                    lengths=sub_lengths)
         adversary_logits = None
         if self.adversary is not None:
             mask = frame_mask(lengths, latent.shape[-1], latent.dtype)
@@ -292,7 +339,7 @@ class Factorizer(nn.Module):
             cycle = SwapCycle(swapped=swapped, recon=swapped_recon, reencoded=reencoded,
                               reencoded_content_bounded=bounded)
         return FactorizerOutput(encoding=encoding, recon=self.decode(encoding), logits=self.classify(encoding),
-                                adversary_logits=adversary_logits, cycle=cycle)
+                                adversary_logits=adversary_logits, cycle=cycle, parallel=parallel)
 
     def content_to_codes(self, content: Tensor) -> Tensor:
         """Content ``[B, C, T]`` -> one code per frame ``[B, T]`` (int64, in ``[0, content_codebook_size)``)."""

@@ -43,7 +43,11 @@ def make_optimizer(model: nn.Module, *, learning_rate: float, weight_decay: floa
 
 
 def _forward(model: nn.Module, loss_fn: FactorizerLoss, batch: FactorizerBatch) -> FactorizerOutput:
-    return model(batch.latent, batch.lengths, swap_cycle=loss_fn.uses_swap_cycle)
+    rows = batch.target_rows() if loss_fn.uses_parallel else None
+    if rows is None:
+        return model(batch.latent, batch.lengths, swap_cycle=loss_fn.uses_swap_cycle)
+    return model(batch.latent, batch.lengths, swap_cycle=loss_fn.uses_swap_cycle, parallel_target=batch.target,
+                 parallel_rows=rows)
 
 
 def train_step(model: nn.Module, loss_fn: FactorizerLoss, optimizer: torch.optim.Optimizer, batch: FactorizerBatch,

@@ -35,9 +35,9 @@ from schemas.factorizer import FACTOR_NAMES
 
 __all__ = ["LABELS", "CONTENT_FEATURES", "LATENT_FEATURES", "SPEAKER_WITHIN_LANGUAGE", "HeldOutRows", "RowFeatures",
            "ProbeResult", "SwapTrial", "SwapAccuracy", "ParallelPair", "ParallelPlan", "ParallelDistances",
-           "SwapThroughput", "chance_rates", "pool_latents", "measure_row_features", "measure_probe", "measure_probes", "decode_rows",
-           "embed_rows", "plan_swap_trials", "measure_swap_accuracy", "find_parallel_pairs",
-           "measure_dtw_mel_distance", "measure_parallel_distances", "measure_swap_throughput"]
+           "SwapThroughput", "chance_rates", "pool_latents", "measure_row_features", "measure_probe", "measure_probes",
+           "decode_rows", "embed_rows", "plan_swap_trials", "measure_swap_accuracy", "find_parallel_pairs",
+           "measure_dtw_mel_distance", "judge_leave_one_out", "measure_parallel_distances", "measure_swap_throughput"]
 
 #: Feature-set names of the pooled content stream and of the pooled codec latent (the reference row).
 CONTENT_FEATURES = "content (mean+std)"
@@ -330,6 +330,8 @@ class SwapAccuracy:
     factor_cos_source: np.ndarray          # ... vs the content row's own speaker vector
     judge_loo_hits: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # unswapped round trips
     judge_loo_candidates: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    judge_real_loo_hits: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # the real recordings
+    judge_real_loo_candidates: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def share(self, which: str) -> float:
         """Share of trials assigned to ``"target"``, ``"source"``, or (``"identity"``) identity outputs to source."""
@@ -416,19 +418,37 @@ def measure_swap_accuracy(factorizer, codec, rows: HeldOutRows, judge, trials: S
             names, cos = classify(own, leave_out)
             identity.append(names[int(np.argmax(cos))] if np.all(np.isfinite(cos)) else None)
         progress(f"  swap trials {min(start + batch_size, len(trials))}/{len(trials)}")
-    loo_hits, loo_cand = [], []
+    loo_hits, loo_cand = judge_leave_one_out(embeddings, speakers)
+    return SwapAccuracy(trials=list(trials), assigned=assigned, targets=[speakers[t.donor_row] for t in trials],
+                        sources=[speakers[t.content_row] for t in trials], candidates=np.asarray(cand, float),
+                        cos_target=np.asarray(cos_t), cos_source=np.asarray(cos_s), identity_assigned=identity,
+                        factor_cos_target=np.asarray(f_t), factor_cos_source=np.asarray(f_s),
+                        judge_loo_hits=loo_hits, judge_loo_candidates=loo_cand)
+
+
+def judge_leave_one_out(embeddings: np.ndarray, speakers: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Each embeddable, labelled row classified by nearest centroid without itself: (hit per row, candidates).
+
+    Rows whose speaker has no other embeddable row are not asked (no fair question) but stay candidates. On
+    codec round trips this is the ceiling a swap can reach with this judge; on the real recordings, the
+    judge's own limit.
+
+    Example:
+        >>> e = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.5, 0.5]])
+        >>> hits, cand = judge_leave_one_out(e, ["a", "a", "b", "b", "c"])
+        >>> hits.tolist(), cand.tolist()
+        ([True, True, True, True], [3.0, 3.0, 3.0, 3.0])
+    """
+    classify = _centroid_classifier(embeddings, speakers)
+    hits, cand = [], []
     for i in np.flatnonzero(np.all(np.isfinite(embeddings), axis=1)):
         if speakers[i] is None:
             continue
         names, cos = classify(embeddings[i], [i])
         if speakers[i] in names:  # the speaker has another row: a fair leave-one-out question
-            loo_hits.append(names[int(np.argmax(cos))] == speakers[i])
-            loo_cand.append(len(names))
-    return SwapAccuracy(trials=list(trials), assigned=assigned, targets=[speakers[t.donor_row] for t in trials],
-                        sources=[speakers[t.content_row] for t in trials], candidates=np.asarray(cand, float),
-                        cos_target=np.asarray(cos_t), cos_source=np.asarray(cos_s), identity_assigned=identity,
-                        factor_cos_target=np.asarray(f_t), factor_cos_source=np.asarray(f_s),
-                        judge_loo_hits=np.asarray(loo_hits, bool), judge_loo_candidates=np.asarray(loo_cand, float))
+            hits.append(names[int(np.argmax(cos))] == speakers[i])
+            cand.append(len(names))
+    return np.asarray(hits, bool), np.asarray(cand, float)
 
 
 @dataclass(frozen=True)

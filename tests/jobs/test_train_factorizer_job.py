@@ -31,8 +31,10 @@ def _codec(path: Path, seed: int) -> Path:
 def lake(tmp_path_factory):
     root = tmp_path_factory.mktemp("flake")
     lake = root / "lake"
+    # rows 3k+1 (t:1) and 3k+2 (t:2) speak sentence k in one room: parallel pairs for the direct swap targets
     rows = [segment_row(0.6 + 0.1 * i, seed=i, speaker=f"t:{i % 3}", split="valid" if i % 3 == 0 else "train",
-                        environment=["clean", "room"][i % 2], style="neutral", channel="clean") for i in range(12)]
+                        environment=["clean", "room"][(i // 3) % 2], style="neutral", channel="clean",
+                        text_id=f"s{i // 3}", language="en") for i in range(12)]
     write_segments(lake, rows)
     codec = _codec(root / "codec.pt", seed=0)
     codec_id = load_checkpoint(codec)[2].codec_id
@@ -51,7 +53,8 @@ def _config(path: Path, lake: Path, codec: Path, out: Path, **training) -> Path:
         "preset": "factorizer_tiny_test", "holdout_corpora": [],
         "training": {"max_steps": STEPS, "batch_size": 4, "max_frames": 40, "checkpoint_every_steps": 10,
                      "valid_every_steps": 10, "log_every_steps": 5, "valid_rows": 4, "lr_warmup_steps": 5,
-                     "min_label_count": 1, **training},
+                     "min_label_count": 1, "parallel_pairs": 8, "pairs_per_batch": 1, **training},
+        "loss": {"parallel_l1_weight": 1.0, "parallel_mse_weight": 1.0},
         "execution": {"crops_per_block": 16},
     }))
     return path
@@ -79,6 +82,7 @@ def test_a_run_trains_on_the_codecs_latents_with_the_label_vocabularies(uninterr
     model, config, meta = load_factorizer_checkpoint(out / "run" / "checkpoints" / "latest.pt",
                                                      expected_codec_id=codec_id)
     assert meta.step == STEPS and meta.codec_id == codec_id and f"steps 0 -> {STEPS}" in stdout
+    assert "1 of 4 windows per step from 8 parallel pairs" in stdout  # 4 sentences x 2 ordered pairs
     assert meta.label_vocab["speaker"] == ["t:1", "t:2"]  # the train split's speakers (t:0 is the valid split)
     assert meta.label_vocab["environment"] == ["clean", "room"] and config.num_speakers == 2
     assert "valid_total" in meta.extra and meta.optimizer_state is not None

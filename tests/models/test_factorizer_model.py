@@ -140,6 +140,28 @@ def test_a_few_steps_lower_the_loss():
     assert all(h["grad_norm"] > 0 and h["content_codes_used"] > 1 for h in history)
 
 
+def test_parallel_targets_train_the_voice_change_and_cost_nothing_without_them():
+    """Rows 1 and 3 have a partner: another voice's latent on their frames. Steps on the parallel term alone
+    move A's-content-plus-B's-speaker towards B; a batch without partners runs no parallel pass."""
+    torch.manual_seed(0)
+    model = build_factorizer(factorizer_tiny_test())
+    loss_fn = FactorizerLoss(parallel_l1_weight=1.0, parallel_mse_weight=1.0, recon_l1_weight=0, recon_mse_weight=0,
+                             swap_global_weight=0, swap_content_weight=0)
+    assert loss_fn.uses_parallel and not build_factorizer_loss().uses_parallel
+    plain = _batch()
+    batch = replace(plain, target=_latent(4, 40, seed=9), has_target=torch.tensor([False, True, False, True]))
+    out = model(batch.latent, batch.lengths, parallel_target=batch.target, parallel_rows=batch.target_rows())
+    assert out.parallel.rows.tolist() == [1, 3] and tuple(out.parallel.recon.shape) == (2, 4, 40)
+    assert not out.parallel.target[0, :, 25:].any()  # masked past row 1's 25 frames
+    opt = make_optimizer(model, learning_rate=1e-2)
+    before = validate(model, loss_fn, [batch])
+    for _ in range(20):
+        train_step(model, loss_fn, opt, batch, grad_clip_norm=1.0)
+    after = validate(model, loss_fn, [batch])
+    assert after["parallel_l1"] < 0.8 * before["parallel_l1"], (before, after)
+    assert plain.target_rows() is None and validate(model, loss_fn, [plain])["parallel_l1"] == 0.0
+
+
 def test_validate_reports_accuracy_on_labelled_rows_and_restores_the_mode():
     torch.manual_seed(0)
     model, loss_fn = build_factorizer(factorizer_tiny_test()), build_factorizer_loss()

@@ -62,3 +62,19 @@ def test_class_counts_come_from_label_vocabularies():
     assert sized.hidden_dim == cfg.hidden_dim and cfg.num_styles == 7  # a copy; the original is untouched
     with pytest.raises(ValueError, match=r"unknown factor\(s\) \['content'\]"):
         cfg.with_label_vocab({"content": ["x"]})
+
+
+@pytest.mark.parametrize("update, message", [
+    ({"training": {"parallel_pairs": 100}}, "give parallel_pairs and pairs_per_batch together"),
+    ({"training": {"parallel_pairs": 100, "pairs_per_batch": 4}}, "parallel_l1_weight / parallel_mse_weight and"),
+    ({"loss": {"parallel_l1_weight": 1.0}}, "weight the parallel term and give pairs, or neither"),
+    ({"training": {"batch_size": 4, "parallel_pairs": 9, "pairs_per_batch": 5}}, "exceeds batch_size 4"),
+])
+def test_parallel_targets_need_pairs_and_a_weight_together(update, message):
+    from schemas.train_factorizer import TrainFactorizerConfig
+
+    with pytest.raises(ValidationError, match=message):
+        TrainFactorizerConfig.model_validate({"preset": "factorizer_tiny_test", **update})
+    ok = {"preset": "factorizer_tiny_test", "training": {"parallel_pairs": 9, "pairs_per_batch": 4},
+          "loss": {"parallel_l1_weight": 1.0}}
+    assert TrainFactorizerConfig.model_validate(ok).training.pairs_per_batch == 4
