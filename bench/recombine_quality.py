@@ -146,6 +146,7 @@ class RecombineQuality:
     parallel: ParallelDistances | None
     throughput: SwapThroughput
     seconds: dict[str, float]
+    voice_swaps: tuple[SwapAccuracy, SwapAccuracy] | None = None   # (one donor row, the voice's mean), halved judge
 
 
 def measure_recombine_quality(codec, factorizer, held_out: HeldOutSet, *, lake: str, max_swaps: int,
@@ -165,7 +166,7 @@ def measure_recombine_quality(codec, factorizer, held_out: HeldOutSet, *, lake: 
     labelled = [i for i, s in enumerate(rows.labels["speaker"]) if s is not None]
     progress(f"decoding and embedding {len(labelled)} rows with a speaker label (judge centroids)")
     round_trips = rq.decode_rows(codec, rows, labelled)
-    swaps = None
+    swaps = voice_swaps = None
     if labelled:
         if judge is None:
             from recombination.judges import SpeakerJudge
@@ -183,6 +184,8 @@ def measure_recombine_quality(codec, factorizer, held_out: HeldOutSet, *, lake: 
                              codec.sample_rate_hz)
         swaps.judge_real_loo_hits, swaps.judge_real_loo_candidates = rq.judge_leave_one_out(
             real, rows.labels["speaker"])
+        voice_swaps = _measure_voice_swaps(factorizer, codec, rows, judge, trials, embeddings, usable,
+                                           seed=seed, batch_size=batch_size, progress=progress)
     seconds["swaps"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -201,7 +204,27 @@ def measure_recombine_quality(codec, factorizer, held_out: HeldOutSet, *, lake: 
     progress(f"timing the swap on {len(take)} rows, one thread, {repeats} repeats")
     throughput = rq.measure_swap_throughput(factorizer, codec, [rows.codes[i] for i in take], repeats=repeats)
     seconds["throughput"] = time.perf_counter() - started
-    return RecombineQuality(held_out, probes, swaps, plan, parallel, throughput, seconds)
+    return RecombineQuality(held_out, probes, swaps, plan, parallel, throughput, seconds, voice_swaps)
+
+
+def _measure_voice_swaps(factorizer, codec, rows, judge, trials, embeddings, usable, *, seed: int, batch_size: int,
+                         progress: Callable[[str], None]) -> tuple[SwapAccuracy, SwapAccuracy] | None:
+    """The same trials twice under a judge with half of each voice's rows: one donor row's speaker vector,
+    then the mean over the other half (see ``rq.split_voice_rows``). None when no trial has such a target."""
+    from pipelines.eval import recombine_quality as rq
+
+    speakers = rows.labels["speaker"]
+    prompt, reference = rq.split_voice_rows(speakers, usable, seed=seed)
+    voices = rq.voice_mean_vectors(factorizer, codec, rows, prompt)
+    kept = [t for t in trials if speakers[t.donor_row] in voices and speakers[t.content_row] in voices]
+    if not kept:
+        return None
+    judged = np.where(reference[:, None], embeddings, np.nan)
+    progress(f"voice-level swaps: {len(kept)} trials, {len(voices)} voices, judge on {int(reference.sum())} rows")
+    one = rq.measure_swap_accuracy(factorizer, codec, rows, judge, kept, embeddings=judged, batch_size=batch_size)
+    mean = rq.measure_swap_accuracy(factorizer, codec, rows, judge, kept, embeddings=judged, batch_size=batch_size,
+                                    voice_vectors=voices)
+    return one, mean
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -244,6 +267,7 @@ def format_quality_report(q: RecombineQuality, *, command: str, codec: str, fact
             f"`{s}` ({rows_of[s]}; {'/'.join(langs_of[s]) or '?'})" for s in speakers) + "."]
     lines += _probe_section(q.probes)
     lines += _swap_section(q.swaps)
+    lines += _voice_section(q.voice_swaps)
     lines += _parallel_section(q.parallel_plan, q.parallel)
     lines += _throughput_section(q.throughput)
     lines += ["Time per part (s): " + ", ".join(f"{k} {v:.0f}" for k, v in q.seconds.items()) + "."]
@@ -318,6 +342,24 @@ def _swap_section(s: SwapAccuracy | None) -> list[str]:
               f"Target: swap accuracy >= {100 * TARGET_SWAP_ACCURACY:.0f} %: "
               f"{_yes(s.share('target') >= TARGET_SWAP_ACCURACY)}.", ""]
     return lines
+
+
+def _voice_section(v: tuple[SwapAccuracy, SwapAccuracy] | None) -> list[str]:
+    if v is None:
+        return []
+    one, mean = v
+    lines = ["**The voice as the target.** Each held-out voice's judgeable rows are split into two seeded halves "
+             "(voices with at least 4): the *prompt* half defines the voice, the judge's centroids come from the "
+             "*reference* half only, so no output is judged against audio that conditioned it. The trials above "
+             "whose two voices both have a prompt half, run twice: with the donor row's own speaker vector, and "
+             "with the mean of the target voice's prompt-half speaker vectors (what a recombination that targets "
+             "a voice, not one of its utterances, would put in).", "",
+             "| speaker vector put in | trials | swap accuracy | assigned to the source | chance | no swap: own speaker |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, s in (("one donor row (the trial's, as above)", one), ("the target voice's mean over its prompt rows", mean)):
+        lines.append(f"| {name} | {len(s.trials)} | {_pct(s.share('target'))} | {_pct(s.share('source'))} | "
+                     f"{_pct(s.chance)} | {_pct(s.share('identity'))} |")
+    return lines + [""]
 
 
 def _parallel_section(plan: ParallelPlan, d: ParallelDistances | None) -> list[str]:

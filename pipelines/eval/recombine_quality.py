@@ -28,6 +28,7 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,8 @@ __all__ = ["LABELS", "CONTENT_FEATURES", "LATENT_FEATURES", "SPEAKER_WITHIN_LANG
            "ProbeResult", "SwapTrial", "SwapAccuracy", "ParallelPair", "ParallelPlan", "ParallelDistances",
            "SwapThroughput", "chance_rates", "pool_latents", "measure_row_features", "measure_probe", "measure_probes",
            "decode_rows", "embed_rows", "plan_swap_trials", "measure_swap_accuracy", "find_parallel_pairs",
-           "measure_dtw_mel_distance", "judge_leave_one_out", "measure_parallel_distances", "measure_swap_throughput"]
+           "measure_dtw_mel_distance", "judge_leave_one_out", "split_voice_rows", "voice_mean_vectors",
+           "measure_parallel_distances", "measure_swap_throughput"]
 
 #: Feature-set names of the pooled content stream and of the pooled codec latent (the reference row).
 CONTENT_FEATURES = "content (mean+std)"
@@ -379,12 +381,15 @@ def _centroid_classifier(embeddings: np.ndarray, speakers: Sequence[str | None])
 
 def measure_swap_accuracy(factorizer, codec, rows: HeldOutRows, judge, trials: Sequence[SwapTrial], *,
                           embeddings: np.ndarray, batch_size: int = 16,
+                          voice_vectors: Mapping[str, Any] | None = None,
                           progress: Callable[[str], None] = lambda _: None) -> SwapAccuracy:
     """Run the trials (and each content row without a swap), decode, embed, classify by nearest centroid.
 
     Args:
         embeddings: ``[len(rows), 256]`` Resemblyzer embeddings of the rows' codec round trips (NaN where not
             computed or unjudgeable): the candidates' centroids.
+        voice_vectors: speaker name -> a speaker vector ``[dim]`` to put in instead of the donor row's own
+            (e.g. :func:`voice_mean_vectors`: the voice, not one utterance of it); None: the donor row's.
     """
     import torch
 
@@ -401,8 +406,14 @@ def measure_swap_accuracy(factorizer, codec, rows: HeldOutRows, judge, trials: S
         pos = {r: k for k, r in enumerate(distinct)}
         factors = factorize_codes(factorizer, codec, [rows.codes[r] for r in distinct])
         content = [pos[t.content_row] for t in batch]
+        donors = [pos[t.donor_row] for t in batch]
+        if voice_vectors is not None:  # appended rows: a content row's own vector stays for its no-swap output
+            base = factors.vectors["speaker"].shape[0]
+            extra = torch.stack([torch.as_tensor(voice_vectors[speakers[t.donor_row]]) for t in batch])
+            factors.vectors["speaker"] = torch.cat([factors.vectors["speaker"], extra.to(factors.vectors["speaker"])])
+            donors = list(range(base, base + len(batch)))
         out = recombine(factorizer, codec, factors, content_rows=content * 2,
-                        donor_rows={"speaker": [pos[t.donor_row] for t in batch] + content})
+                        donor_rows={"speaker": donors + content})
         scores = latent_scores(factorizer, out, factors.vectors["speaker"][torch.as_tensor(content * 2)])
         f_t += scores["factor_speaker_target_sim"][:len(batch)].tolist()
         f_s += scores["factor_speaker_source_sim"][:len(batch)].tolist()
@@ -424,6 +435,50 @@ def measure_swap_accuracy(factorizer, codec, rows: HeldOutRows, judge, trials: S
                         cos_target=np.asarray(cos_t), cos_source=np.asarray(cos_s), identity_assigned=identity,
                         factor_cos_target=np.asarray(f_t), factor_cos_source=np.asarray(f_s),
                         judge_loo_hits=loo_hits, judge_loo_candidates=loo_cand)
+
+
+def split_voice_rows(speakers: Sequence[str | None], usable: Sequence[bool], *,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per speaker, its usable rows in a seeded order, split in two halves: (prompt mask, reference mask).
+
+    The prompt half defines the voice to swap to (:func:`voice_mean_vectors`), the reference half the judge's
+    centroids, so the judge never compares an output with audio that conditioned it. A speaker with fewer
+    than 4 usable rows keeps them all as references (no prompt: it is never a voice target).
+
+    Example:
+        >>> prompt, ref = split_voice_rows(["a"] * 4 + ["b"] * 2, [True] * 6)
+        >>> int(prompt[:4].sum()), int(ref[:4].sum()), prompt[4:].tolist(), ref[4:].tolist()
+        (2, 2, [False, False], [True, True])
+    """
+    rng = np.random.default_rng(seed)
+    prompt, reference = np.zeros(len(speakers), bool), np.zeros(len(speakers), bool)
+    for name in sorted({s for s, ok in zip(speakers, usable) if ok and s is not None}):
+        rows = [i for i, (s, ok) in enumerate(zip(speakers, usable)) if ok and s == name]
+        if len(rows) < 4:
+            reference[rows] = True
+            continue
+        order = rng.permutation(rows)
+        prompt[order[:len(rows) // 2]] = True
+        reference[order[len(rows) // 2:]] = True
+    return prompt, reference
+
+
+def voice_mean_vectors(factorizer, codec, rows: HeldOutRows, mask: np.ndarray) -> dict[str, Any]:
+    """Speaker name -> the unit-norm mean of the factorizer's speaker vectors over that speaker's rows in ``mask``."""
+    import torch
+
+    from recombination.swap import factorize_codes
+
+    speakers = rows.labels["speaker"]
+    picked = [i for i in np.flatnonzero(mask) if speakers[i] is not None]
+    if not picked:
+        return {}
+    vectors = factorize_codes(factorizer, codec, [rows.codes[i] for i in picked]).vectors["speaker"]
+    out = {}
+    for name in sorted({speakers[i] for i in picked}):
+        mean = vectors[[k for k, i in enumerate(picked) if speakers[i] == name]].mean(0)
+        out[name] = mean / torch.linalg.vector_norm(mean)
+    return out
 
 
 def judge_leave_one_out(embeddings: np.ndarray, speakers: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:

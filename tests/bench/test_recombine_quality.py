@@ -140,6 +140,25 @@ def test_parallel_pairs_need_the_same_sentence_language_and_other_labels_and_an_
     assert len(capped.pairs) == 1 and capped.not_sampled == 3
 
 
+def test_a_voice_vector_is_the_normalized_mean_of_its_prompt_rows(tiny):
+    from models.codec import load_checkpoint
+    from models.factorizer import load_factorizer_checkpoint
+    from recombination.swap import factorize_codes
+
+    lake, codec_path, factorizer_path, codec_id = tiny
+    codec, _, _ = load_checkpoint(codec_path)
+    factorizer, _, _ = load_factorizer_checkpoint(factorizer_path)
+    rows = read_held_out(str(lake), codec_id, max_rows=100, seed=0).rows
+    speakers = rows.labels["speaker"]
+    prompt, reference = rq.split_voice_rows(speakers, [s is not None for s in speakers], seed=3)
+    assert not (prompt & reference).any() and prompt.sum() == 2 * EN_SPEAKERS
+    voices = rq.voice_mean_vectors(factorizer, codec, rows, prompt)
+    assert sorted(voices) == [f"t:{v}" for v in range(EN_SPEAKERS)]  # the French voice has too few rows
+    picked = [i for i in np.flatnonzero(prompt) if speakers[i] == "t:1"]
+    own = factorize_codes(factorizer, codec, [rows.codes[i] for i in picked]).vectors["speaker"].mean(0)
+    np.testing.assert_allclose(voices["t:1"].numpy(), (own / own.norm()).numpy(), atol=1e-5)
+
+
 def test_dtw_mel_distance_is_zero_to_itself_and_small_to_a_slower_copy():
     x = speechlike(1.0, seed=1, f0_hz=120.0)
     slower = np.interp(np.arange(0, len(x), 0.8), np.arange(len(x)), x).astype(np.float32)  # 25 % longer
@@ -185,6 +204,12 @@ def test_every_measurement_runs_on_held_out_rows_only_and_is_deterministic(tiny)
                for p in q.parallel.pairs)
     assert np.all(q.parallel.swap > 0) and 0 <= q.parallel.beats_floor <= 1
     assert q.throughput.rows == 4 and q.throughput.per_cpu_s(False) > q.throughput.per_cpu_s(True) > 0
+    # voice-level swaps: 4 rows per English voice -> 2 prompt + 2 reference; the French voice (3) has no prompt
+    one, mean = q.voice_swaps
+    assert [(t.content_row, t.donor_row) for t in one.trials] == [(t.content_row, t.donor_row) for t in s.trials]
+    assert len(mean.trials) == len(one.trials) and mean.identity_assigned == one.identity_assigned
+    assert not np.allclose(mean.factor_cos_target, one.factor_cos_target)  # another vector was put in
+    assert np.all(one.candidates == EN_SPEAKERS + 1)  # the judge keeps every voice from its reference half
     again = run()
     assert again.probes == q.probes and again.swaps.assigned == s.assigned
     np.testing.assert_array_equal(again.parallel.swap, q.parallel.swap)
