@@ -87,7 +87,8 @@ def _correct(logits: Tensor | None, labels: Tensor | None) -> tuple[int, int]:
 def validate(model: nn.Module, loss_fn: FactorizerLoss, batches: Iterable[FactorizerBatch]) -> dict[str, float]:
     """Mean loss terms over ``batches`` (weighted by rows) in eval mode, plus ``<factor>_accuracy`` for each
     head and ``adversary_accuracy`` (the content adversary's speaker accuracy: near chance is the goal),
-    each over labelled rows and left out where no row was labelled. The model's train/eval mode is restored.
+    each over labelled rows. A head's loss and accuracy are left out where no row was labelled (unseen
+    speakers in a valid split: a 0 there would read as perfect). The model's train/eval mode is restored.
     """
     was_training = model.training
     model.eval()
@@ -112,4 +113,7 @@ def validate(model: nn.Module, loss_fn: FactorizerLoss, batches: Iterable[Factor
         raise ValueError("validate got no batches")
     metrics = {name: total / rows for name, total in sums.items()}
     metrics.update({f"{name}_accuracy": correct / labelled for name, (correct, labelled) in counts.items() if labelled})
+    for name, (_, labelled) in counts.items():  # a head with no labelled row scores 0: not a result, leave it out
+        if not labelled:
+            metrics.pop(name, None)
     return metrics

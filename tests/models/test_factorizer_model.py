@@ -174,6 +174,9 @@ def test_validate_reports_accuracy_on_labelled_rows_and_restores_the_mode():
     assert {"total", "recon_l1", "swap_global", "swap_content"} <= set(metrics)
     only_unlabelled = validate(model.eval(), loss_fn, [unlabelled])
     assert not model.training and not any(k.endswith("_accuracy") for k in only_unlabelled)
+    # no labelled row: no loss figure either (a 0 would read as a perfect head), reconstruction still there
+    assert not set(only_unlabelled) & {*FACTOR_NAMES, "adversary"} and "recon_l1" in only_unlabelled
+    assert {*FACTOR_NAMES, "adversary"} <= set(metrics)
 
 
 def test_cross_entropy_ignores_unknown_labels_and_is_zero_without_any():
