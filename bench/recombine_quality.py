@@ -185,7 +185,8 @@ def measure_recombine_quality(codec, factorizer, held_out: HeldOutSet, *, lake: 
         swaps.judge_real_loo_hits, swaps.judge_real_loo_candidates = rq.judge_leave_one_out(
             real, rows.labels["speaker"])
         voice_swaps = _measure_voice_swaps(factorizer, codec, rows, judge, trials, embeddings, usable,
-                                           seed=seed, batch_size=batch_size, progress=progress)
+                                           features.features["speaker"], seed=seed, batch_size=batch_size,
+                                           progress=progress)
     seconds["swaps"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -207,15 +208,15 @@ def measure_recombine_quality(codec, factorizer, held_out: HeldOutSet, *, lake: 
     return RecombineQuality(held_out, probes, swaps, plan, parallel, throughput, seconds, voice_swaps)
 
 
-def _measure_voice_swaps(factorizer, codec, rows, judge, trials, embeddings, usable, *, seed: int, batch_size: int,
-                         progress: Callable[[str], None]) -> tuple[SwapAccuracy, SwapAccuracy] | None:
+def _measure_voice_swaps(factorizer, codec, rows, judge, trials, embeddings, usable, speaker_vectors, *, seed: int,
+                         batch_size: int, progress: Callable[[str], None]) -> tuple[SwapAccuracy, SwapAccuracy] | None:
     """The same trials twice under a judge with half of each voice's rows: one donor row's speaker vector,
     then the mean over the other half (see ``rq.split_voice_rows``). None when no trial has such a target."""
     from pipelines.eval import recombine_quality as rq
 
     speakers = rows.labels["speaker"]
     prompt, reference = rq.split_voice_rows(speakers, usable, seed=seed)
-    voices = rq.voice_mean_vectors(factorizer, codec, rows, prompt)
+    voices = rq.voice_mean_vectors(speaker_vectors, speakers, prompt)
     kept = [t for t in trials if speakers[t.donor_row] in voices and speakers[t.content_row] in voices]
     if not kept:
         return None

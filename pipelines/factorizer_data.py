@@ -183,8 +183,8 @@ def make_window_plan(index: LatentIndex, *, steps: int, batch_size: int, max_fra
             slots = (np.arange(full) % batch_size) >= batch_size - pairs_per_batch
             pair[slots] = rng.integers(0, len(pairs), size=int(slots.sum()))
             chunk[slots] = pairs.src[pair[slots]]
-            room = np.maximum(index.num_frames[chunk] - max_frames, 0)
-            start[slots] = (rng.random(int(slots.sum())) * (room[slots] + 1)).astype(np.int64)
+            room = np.maximum(index.num_frames[chunk[slots]] - max_frames, 0)
+            start[slots] = (rng.random(int(slots.sum())) * (room + 1)).astype(np.int64)
         picks.append(chunk[:n])
         offsets.append(start[:n])
         pair_picks.append(pair[:n])
@@ -245,21 +245,25 @@ def read_windows(batch: dict[str, np.ndarray], *, uri: str, version: int, max_fr
 
 def read_index_rows(index: LatentIndex, storage: StorageConfig, *, rows: int, max_frames: int) -> dict[str, np.ndarray]:
     """The first ``rows`` rows of ``index`` (sorted by segment id), each from its start: a fixed validation set."""
-    n = min(rows, len(index))
-    plan = {"step": np.zeros(n, dtype=np.int64), "row_offset": index.row_offsets[:n],
-            "offset": np.zeros(n, dtype=np.int64), "length": np.minimum(index.num_frames[:n], max_frames)}
-    plan.update({head: index.labels[head][:n] for head in HEADS})
-    return read_windows(plan, uri=index.uri, version=index.version, max_frames=max_frames, storage=storage)
+    positions = np.arange(min(rows, len(index)))
+    return read_windows(_from_start(index, positions, max_frames), uri=index.uri, version=index.version,
+                        max_frames=max_frames, storage=storage)
+
+
+def _from_start(index: LatentIndex, positions: np.ndarray, max_frames: int) -> dict:
+    """A plan of one window per row at ``positions`` of ``index``, each from the row's start, with its labels."""
+    n = len(positions)
+    plan = {"step": np.zeros(n, dtype=np.int64), "row_offset": index.row_offsets[positions],
+            "offset": np.zeros(n, dtype=np.int64), "length": np.minimum(index.num_frames[positions], max_frames)}
+    plan.update({head: index.labels[head][positions] for head in HEADS})
+    return plan
 
 
 def read_pair_rows(index: LatentIndex, pairs: "ParallelPairs", storage: StorageConfig, *,
                    max_frames: int) -> dict[str, np.ndarray]:
     """Every pair of ``pairs`` (positions in ``index``) as a window from A's start with B's aligned codes:
     a fixed validation set for the parallel swap target."""
-    length = np.minimum(index.num_frames[pairs.src], max_frames)
-    plan = {"step": np.zeros(len(pairs), dtype=np.int64), "row_offset": index.row_offsets[pairs.src],
-            "offset": np.zeros(len(pairs), dtype=np.int64), "length": length,
-            "tgt_row_offset": index.row_offsets[pairs.tgt],
-            "tgt_frames": [pairs.path_of(k)[:n] for k, n in enumerate(length)]}
-    plan.update({head: index.labels[head][pairs.src] for head in HEADS})
+    plan = _from_start(index, pairs.src, max_frames)
+    plan["tgt_row_offset"] = index.row_offsets[pairs.tgt]
+    plan["tgt_frames"] = [pairs.path_of(k)[:n] for k, n in enumerate(plan["length"])]
     return read_windows(plan, uri=index.uri, version=index.version, max_frames=max_frames, storage=storage)

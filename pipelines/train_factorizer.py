@@ -122,14 +122,14 @@ def run_train_factorizer(config: TrainFactorizerConfig, *,
         start_step, train_seconds = meta.step, float(meta.extra.get("train_seconds", 0.0))
         progress(f"resuming {meta.architecture_id} from step {start_step} ({train_seconds / 60:.1f} min trained)")
 
+    train_filter = segments_filter(split=config.train_split, holdout_corpora=config.holdout_corpora)
+    valid_filter = segments_filter(split=config.valid_split, holdout_corpora=config.holdout_corpora)
     train = index_latents(lake, config.storage, codec_id=codec_id, vocab=vocab, min_count=tr.min_label_count,
                           latents_version=latents_version,
-                          segments_filter=segments_filter(split=config.train_split,
-                                                          holdout_corpora=config.holdout_corpora))
+                          segments_filter=train_filter)
     valid = index_latents(lake, config.storage, codec_id=codec_id, vocab=train.vocab,
                           latents_version=train.version,
-                          segments_filter=segments_filter(split=config.valid_split,
-                                                          holdout_corpora=config.holdout_corpora))
+                          segments_filter=valid_filter)
     model_config = _model_config(config, latent_dim, train.vocab)
     factorizer_id = factorizer_id_for(model_config, codec_id)
     budget_s = tr.max_minutes * 60 if tr.max_minutes is not None else math.inf
@@ -144,16 +144,12 @@ def run_train_factorizer(config: TrainFactorizerConfig, *,
 
     pairs = find_training_pairs(lake, config.storage, segment_ids=train.segment_ids, num_frames=train.num_frames,
                                 frame_rate_hz=train.frame_rate_hz, max_pairs=tr.parallel_pairs, seed=tr.seed,
-                                segments_filter=segments_filter(split=config.train_split,
-                                                                holdout_corpora=config.holdout_corpora),
-                                progress=progress)
+                                segments_filter=train_filter, progress=progress)
     summary.parallel_pairs = len(pairs)
     valid_pairs = find_training_pairs(lake, config.storage, segment_ids=valid.segment_ids, num_frames=valid.num_frames,
                                       frame_rate_hz=valid.frame_rate_hz, seed=tr.seed,
                                       max_pairs=min(tr.parallel_pairs, tr.valid_rows),
-                                      segments_filter=segments_filter(split=config.valid_split,
-                                                                      holdout_corpora=config.holdout_corpora),
-                                      progress=progress)
+                                      segments_filter=valid_filter, progress=progress)
     plan = make_window_plan(train, steps=tr.max_steps, batch_size=tr.batch_size, max_frames=tr.max_frames,
                             seed=tr.seed, pairs=pairs, pairs_per_batch=tr.pairs_per_batch)
     progress(f"training {factorizer_id} on codec {codec_id}'s latents: {len(train)} {config.train_split} rows "

@@ -463,21 +463,14 @@ def split_voice_rows(speakers: Sequence[str | None], usable: Sequence[bool], *,
     return prompt, reference
 
 
-def voice_mean_vectors(factorizer, codec, rows: HeldOutRows, mask: np.ndarray) -> dict[str, Any]:
-    """Speaker name -> the unit-norm mean of the factorizer's speaker vectors over that speaker's rows in ``mask``."""
-    import torch
-
-    from recombination.swap import factorize_codes
-
-    speakers = rows.labels["speaker"]
-    picked = [i for i in np.flatnonzero(mask) if speakers[i] is not None]
-    if not picked:
-        return {}
-    vectors = factorize_codes(factorizer, codec, [rows.codes[i] for i in picked]).vectors["speaker"]
+def voice_mean_vectors(speaker_vectors: np.ndarray, speakers: Sequence[str | None],
+                       mask: np.ndarray) -> dict[str, np.ndarray]:
+    """Speaker name -> the unit-norm mean of the rows' speaker vectors (``RowFeatures.features["speaker"]``,
+    ``[N, dim]``) over that speaker's rows in ``mask``."""
     out = {}
-    for name in sorted({speakers[i] for i in picked}):
-        mean = vectors[[k for k, i in enumerate(picked) if speakers[i] == name]].mean(0)
-        out[name] = mean / torch.linalg.vector_norm(mean)
+    for name in sorted({speakers[i] for i in np.flatnonzero(mask) if speakers[i] is not None}):
+        mean = speaker_vectors[[i for i in np.flatnonzero(mask) if speakers[i] == name]].mean(0)
+        out[name] = (mean / np.linalg.norm(mean)).astype(np.float32)
     return out
 
 
