@@ -28,9 +28,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 
 from pipelines.eval.metrics import measure_mel_distance, measure_pesq_wb, measure_stoi  # noqa: E402
-from pipelines.lance_io import read_segment_audio  # noqa: E402
-from schemas.codec import segments_filter  # noqa: E402
-from schemas.storage import StorageConfig  # noqa: E402
+from pipelines.lance_io import read_test_clips  # noqa: E402
 
 _N_FFT, _HOP = 640, 160
 _WINDOW = torch.hann_window(_N_FFT)
@@ -85,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    rows = read_segment_audio(args.lake_root, StorageConfig(), filter=segments_filter(split="test"), limit=args.clips)
-    clips = [s.astype(np.float32) for _, s, _ in rows if s.ndim == 1 and s.size >= 8000]
+    clips = read_test_clips(args.lake_root, args.clips)
     if not clips:
         parser.error(f"no test-split clips of at least 0.5 s under {args.lake_root}")
     print(f"{len(clips)} test-split clips ({sum(c.size for c in clips) / 16000 / 60:.1f} min); medians")

@@ -21,7 +21,7 @@ from schemas.storage import StorageConfig, is_remote
 
 __all__ = [
     "TABLES", "table_uri", "open_table", "open_pinned", "upsert_rows", "write_ray_dataset", "table_versions",
-    "read_column_values", "read_segment_audio", "blob_columns",
+    "read_column_values", "read_segment_audio", "read_test_clips", "blob_columns",
 ]
 
 TABLES = ("sources", "segments", "rejects", "runs")
@@ -154,3 +154,11 @@ def read_segment_audio(lake_root: str, storage: StorageConfig, *, filter: str | 
         out.append((sid, samples, rate))
     return out
 
+
+def read_test_clips(lake_root: str, count: int, *, min_samples: int = 8000) -> list[np.ndarray]:
+    """The first ``count`` test-split segments (scan order, held-out corpora excluded) as mono float32, dropping
+    those under ``min_samples``: the clips the codec benches score, which codec training never read."""
+    from schemas.codec import segments_filter
+
+    rows = read_segment_audio(lake_root, StorageConfig(), filter=segments_filter(split="test"), limit=count)
+    return [s.astype(np.float32) for _, s, _ in rows if s.ndim == 1 and s.size >= min_samples]

@@ -85,7 +85,8 @@ def run_train_codec(config: TrainCodecConfig, *, progress: Callable[[str], None]
 
     lake = resolve_uri(config.lake_root)
     output_dir = resolve_uri(config.output_dir)
-    config = config.model_copy(update={"lake_root": lake, "output_dir": output_dir})
+    init_from = resolve_uri(config.init_from) if config.init_from else None
+    config = config.model_copy(update={"lake_root": lake, "output_dir": output_dir, "init_from": init_from})
     model_config = resolve_model_config(config)
     codec_id = codec_id_for(model_config)
     ex, tr = config.execution, config.training
@@ -103,6 +104,11 @@ def run_train_codec(config: TrainCodecConfig, *, progress: Callable[[str], None]
         start_step, train_seconds = meta.step, float(meta.extra.get("train_seconds", 0.0))
         pinned_version = meta.extra.get("segments_version")
         progress(f"resuming {codec_id} from step {start_step} ({train_seconds / 60:.1f} min trained)")
+    elif init_from:  # checked here, before Ray starts: a misfit is one clear line, not a failed worker
+        from models.codec.builders import build_codec
+
+        load_init_weights(init_from, build_codec(model_config))
+        progress(f"starting {codec_id} from the weights of {init_from}")
 
     index = index_segments(lake, config.storage, segments_filter(split=config.train_split,
                                                                   holdout_corpora=config.holdout_corpora),
@@ -131,6 +137,25 @@ def run_train_codec(config: TrainCodecConfig, *, progress: Callable[[str], None]
                             if k in last_train}
     summary.last_valid = {k[len("valid_"):]: float(v) for k, v in meta.extra.items() if k.startswith("valid_")}
     return summary
+
+
+def load_init_weights(path: str, codec) -> dict:
+    """The state dict of the ``init_from`` checkpoint at ``path``, checked tensor by tensor against ``codec``.
+
+    Raises:
+        models.codec.CheckpointError: unreadable, or a tensor missing, extra or of another shape (named).
+    """
+    from models.codec.checkpoint import CheckpointError, load_checkpoint
+
+    restored, _, meta = load_checkpoint(path)
+    have, want = restored.state_dict(), codec.state_dict()
+    problems = [f"{k}: missing" for k in want if k not in have] + [f"{k}: not in this model" for k in have if k not in want]
+    problems += [f"{k}: {tuple(have[k].shape)} != {tuple(v.shape)}" for k, v in want.items()
+                 if k in have and have[k].shape != v.shape]
+    if problems:
+        raise CheckpointError(f"init_from {path} ({meta.architecture_id}) does not fit this model: "
+                              + "; ".join(problems[:5]) + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
+    return have
 
 
 def _fit(config: TrainCodecConfig, codec_id: str, plan, start_step: int, index, valid_filter: str) -> None:
@@ -207,6 +232,8 @@ class _CodecRecipe:
             if meta.optimizer_state:
                 self.optimizer.load_state_dict(meta.optimizer_state)
             self.train_seconds = float(meta.extra.get("train_seconds", 0.0))
+        elif config.init_from:
+            self.codec.load_state_dict(load_init_weights(config.init_from, self.codec))
         self.model = ray.train.torch.prepare_model(self.codec) if world > 1 else self.codec
         self.valid = None
         if rank == 0:

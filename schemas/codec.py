@@ -123,6 +123,14 @@ class SpectralConfig(_Strict):
         "istft: predicted log-magnitude and phase through an inverse STFT; harmonic: sines at k x a predicted "
         "f0 plus shaped noise (models.codec.harmonic; train with loss.f0_weight > 0)"))
     harmonics: int = Field(default=80, ge=1, le=400, description="sines per frame of the harmonic head")
+    encoder_max_hz: float | None = Field(default=None, gt=0, description=(
+        "the encoder reads STFT bins up to this frequency only (higher bins read as the floor); None: all bins. "
+        "Why: a resampler's anti-alias filter rolls off the top ~8% of the band (7.3-8 kHz at 16 kHz), so a file "
+        "that went through another sample rate differs there by 0.6-1.8 nats of log magnitude, which moved 80% "
+        "of the codes of an encoder reading every bin"))
+    encoder_log_floor: float = Field(default=1e-5, gt=0, description=(
+        "the encoder reads log(|STFT| + this); 16-bit quantization noise is ~1.4e-4 per bin (640-point Hann), "
+        "so a floor well above it keeps requantization noise out of the codes"))
 
     @model_serializer(mode="wrap")
     def _serialize(self, handler: SerializerFunctionWrapHandler) -> dict:
@@ -130,6 +138,10 @@ class SpectralConfig(_Strict):
         if self.decoder_head == "istft":  # ids of inverse-STFT codecs made before the harmonic head stay put
             data.pop("decoder_head", None)
             data.pop("harmonics", None)
+        if self.encoder_max_hz is None:  # ... and those made before the encoder's band limit and floor
+            data.pop("encoder_max_hz", None)
+        if self.encoder_log_floor == 1e-5:
+            data.pop("encoder_log_floor", None)
         return data
 
 
@@ -269,6 +281,10 @@ class TrainCodecConfig(_Strict):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     preset: str | None = Field(default=None, description="a name from models.codec.presets.PRESETS")
     model: CodecModelConfig | None = None
+    init_from: str | None = Field(default=None, description=(
+        "a codec checkpoint whose weights start this run (every tensor must have the same shape: a fine-tune "
+        "after a change that keeps them, such as the spectral encoder's band limit); the optimizer and the step "
+        "start afresh. Ignored once output_dir holds a checkpoint: a re-run resumes from that"))
     loss: CodecLossConfig = Field(default_factory=CodecLossConfig)
     training: CodecTrainingConfig = Field(default_factory=CodecTrainingConfig)
     execution: CodecExecutionConfig = Field(default_factory=CodecExecutionConfig)

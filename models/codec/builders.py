@@ -48,7 +48,10 @@ def build_codec(config: CodecModelConfig | TrainCodecConfig | str) -> SpeechCode
         decoder = (HarmonicNoiseDecoder(**spec.decoder.model_dump(), **framing, harmonics=spec.harmonics,
                                         sample_rate_hz=cfg.sample_rate_hz)
                    if spec.decoder_head == "harmonic" else ISTFTDecoder(**spec.decoder.model_dump(), **framing))
-        return SpeechCodec(encoder=SpectralEncoder(**spec.encoder.model_dump(), **framing), decoder=decoder,
+        max_bin = None if spec.encoder_max_hz is None else int(spec.encoder_max_hz * spec.n_fft // cfg.sample_rate_hz) + 1
+        encoder = SpectralEncoder(**spec.encoder.model_dump(), **framing, max_bin=max_bin,
+                                  log_floor=spec.encoder_log_floor)
+        return SpeechCodec(encoder=encoder, decoder=decoder,
                            quantizer=quantizer, sample_rate_hz=cfg.sample_rate_hz,
                            in_proj_init_gain=spec.in_proj_init_gain)
     common = dict(strides=cfg.strides, causal=cfg.causal, weight_norm=cfg.weight_norm)

@@ -87,6 +87,8 @@ class SpectralEncoder(_StftFramed):
         n_fft: STFT size (Hann window of the same length); ``(n_fft - stft hop)`` must be even.
         dim, intermediate, layers, kernel_size: the ConvNeXt stack at the STFT frame rate.
         dimension: output channels.
+        max_bin: bins ``>= max_bin`` read as silence (``log_floor``); None: every bin.
+        log_floor: added to magnitudes before the log.
 
     Example:
         >>> enc = SpectralEncoder(hop_length=320, dim=32, intermediate=64, layers=1, dimension=16)
@@ -95,8 +97,14 @@ class SpectralEncoder(_StftFramed):
     """
 
     def __init__(self, *, hop_length: int = 320, frames_per_latent: int = 2, n_fft: int = 640, dim: int = 128,
-                 intermediate: int = 384, layers: int = 4, kernel_size: int = 7, dimension: int = 64) -> None:
+                 intermediate: int = 384, layers: int = 4, kernel_size: int = 7, dimension: int = 64,
+                 max_bin: int | None = None, log_floor: float = _LOG_EPS) -> None:
         super().__init__(hop_length=hop_length, frames_per_latent=frames_per_latent, n_fft=n_fft, dimension=dimension)
+        bins = n_fft // 2 + 1
+        if max_bin is not None and not 0 < max_bin <= bins:
+            raise ValueError(f"max_bin {max_bin} outside 1..{bins}")
+        self.max_bin = bins if max_bin is None else int(max_bin)  # bins from here up read as the floor
+        self.log_floor = float(log_floor)
         self.embed = nn.Conv1d(n_fft // 2 + 1, dim, kernel_size, padding=kernel_size // 2)
         self.norm = _ChannelNorm(dim)
         self.blocks = _stack(dim, intermediate, layers, kernel_size)
@@ -108,7 +116,10 @@ class SpectralEncoder(_StftFramed):
         pad = (self.n_fft - self.stft_hop) // 2
         x = F.pad(wav, (pad, pad), mode="reflect" if wav.shape[-1] > pad else "constant").squeeze(1)
         spec = torch.stft(x, self.n_fft, self.stft_hop, window=self.window, center=False, return_complex=True)
-        return torch.log(spec.abs() + _LOG_EPS)
+        magnitude = spec.abs()
+        if self.max_bin < magnitude.shape[1]:  # the band a resample round trip leaves alone (SpectralConfig)
+            magnitude = F.pad(magnitude[:, :self.max_bin], (0, 0, 0, magnitude.shape[1] - self.max_bin))
+        return torch.log(magnitude + self.log_floor)
 
     def forward(self, wav: Tensor) -> Tensor:
         x = self.blocks(self.norm(self.embed(self.log_magnitude(wav))))

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from models.codec import CheckpointError, codec_id_for, codec_tiny_test, load_checkpoint
+from models.codec import CheckpointError, build_codec, codec_id_for, codec_tiny_test, load_checkpoint
 from tests.conftest import ROOT
 from tests.ray_head import local_ray_head, submit_job
 from tests.tiny_lake import segment_row, write_segments
@@ -130,6 +130,36 @@ def test_a_finished_run_is_a_no_op_and_another_codec_is_refused(uninterrupted, l
     r = _run(other, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "holds codec 'codec_tiny_test-" in r.stderr and "use another output_dir" in r.stderr
+
+
+def test_init_from_starts_a_new_run_from_those_weights(uninterrupted, lake, ray_address, tmp_path):
+    """A fine-tune: step 0 of a new output_dir holds the given checkpoint's weights (a vanishing learning rate
+    keeps them, so what is compared is where the run started)."""
+    _, out, _ = uninterrupted
+    cfg = _config(tmp_path / "ft.yaml", lake, tmp_path / "ft", max_steps=2, learning_rate=1e-12,
+                  checkpoint_every_steps=2, valid_every_steps=2)
+    cfg.write_text(cfg.read_text() + f"init_from: {out / 'shipped.pt'}\n")
+    r = _run(cfg, ray_address=ray_address, timeout=180)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "from the weights of" in r.stdout
+    start = load_checkpoint(out / "shipped.pt")[0].state_dict()
+    tuned = load_checkpoint(tmp_path / "ft" / "checkpoints" / "latest.pt")[0].state_dict()
+    assert start.keys() == tuned.keys()
+    assert all(torch.allclose(start[k].float(), tuned[k].float(), atol=1e-3) for k in start)
+    torch.manual_seed(0)  # what the run would have started from without init_from (the config's seed)
+    fresh = build_codec(codec_tiny_test()).state_dict()
+    assert not all(torch.allclose(fresh[k], tuned[k], atol=1e-3) for k in fresh)
+
+
+def test_init_from_a_checkpoint_of_other_shapes_is_refused_before_work(uninterrupted, lake, tmp_path):
+    _, out, _ = uninterrupted
+    cfg = _config(tmp_path / "bad.yaml", lake, tmp_path / "bad")
+    cfg.write_text(cfg.read_text().replace("codec_tiny_test", "codec_tiny_stft_test")
+                   + f"init_from: {out / 'shipped.pt'}\n")
+    r = _run(cfg, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "does not fit this model" in r.stderr and "shipped.pt" in r.stderr
+    assert not (tmp_path / "bad" / "checkpoints" / "latest.pt").exists()
 
 
 def test_bad_config_and_missing_lake_fail_clearly(tmp_path):

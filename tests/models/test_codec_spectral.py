@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from models.codec import (ISTFTDecoder, SpectralEncoder, build_codec, build_codec_loss, codec_id_for,
                           codec_tiny_stft_test, load_checkpoint, preset, save_checkpoint)
 from schemas.codec import CodecModelConfig, SpectralSideConfig
+from tests.conftest import ROOT
 from tests.factories import espeak_16k
 from tests.models import one_torch_thread, train_on_speech  # noqa: F401  (autouse: one intra-op thread)
 
@@ -82,3 +83,31 @@ def test_gradients_reach_every_parameter_and_steps_lower_the_loss():
     assert dead == []
     before, after = train_on_speech(codec, loss_fn)
     assert float(after.total) < 0.85 * float(before.total)
+
+
+def test_the_encoder_reads_only_its_band_above_its_floor():
+    """Bins above ``encoder_max_hz`` are the floor whatever the input: a resampler's roll-off there cannot move codes."""
+    enc = SpectralEncoder(hop_length=320, frames_per_latent=2, n_fft=640, dim=8, intermediate=8, layers=0,
+                          dimension=4, max_bin=281, log_floor=1e-3)
+    noise = torch.randn(1, 1, 16000, generator=torch.Generator().manual_seed(0))
+    lowpassed = torch.fft.irfft(torch.fft.rfft(noise) * (torch.fft.rfftfreq(16000, 1 / 16000) < 7000), n=16000)
+    a, b = enc.log_magnitude(noise), enc.log_magnitude(lowpassed)
+    floor = torch.log(torch.tensor(1e-3))
+    assert torch.equal(a[:, 281:], torch.full_like(a[:, 281:], float(floor)))
+    assert torch.equal(a[:, 281:], b[:, 281:])
+    assert float(a[:, :270].mean()) > float(floor) + 5  # the band itself is read
+    assert float(enc.log_magnitude(torch.zeros(1, 1, 16000)).max()) == pytest.approx(float(floor))
+    with pytest.raises(ValueError, match="max_bin"):
+        SpectralEncoder(hop_length=320, n_fft=640, max_bin=400)
+
+
+def test_spectral_ids_made_before_the_band_limit_did_not_move():
+    """The full-band checkpoint's id (its latents rows are keyed by it) is what its config hashed to before the
+    encoder's band limit and floor existed; the preset, which sets them, is another codec."""
+    old = load_checkpoint(ROOT / "checkpoints" / "codec_50hz_2x8555_stft_fullband.pt")[1]
+    assert codec_id_for(old) == "codec_50hz_2x8555_stft-95fe850e6445"
+    assert "encoder_max_hz" not in old.model_dump()["spectral"]
+    new = preset("codec_50hz_2x8555_stft")
+    assert (new.spectral.encoder_max_hz, new.spectral.encoder_log_floor) == (7000.0, 1e-3)
+    assert codec_id_for(new) != codec_id_for(old)
+    assert build_codec(new).encoder.max_bin == 281  # 0..7000 Hz in 25 Hz bins
