@@ -251,7 +251,10 @@ class _CodecRecipe:
                                                 total_steps=tr.max_steps))
         terms = train_step(self.model, self.loss_fn, self.optimizer, torch.tensor(batch["audio"]),
                            grad_clip_norm=tr.grad_clip_norm, latent_penalty_weight=loss.latent_penalty_weight,
-                           latent_bound=loss.latent_bound, f0_weight=loss.f0_weight)
+                           latent_bound=loss.latent_bound, f0_weight=loss.f0_weight,
+                           consistency_weight=loss.consistency_weight,
+                           consistency_noise_dbfs=tuple(loss.consistency_noise_dbfs),
+                           noise_seed=tr.seed * 1_000_003 + step)
         return {**terms, "lr": self.optimizer.param_groups[0]["lr"]}
 
     def validate(self) -> dict[str, float]:

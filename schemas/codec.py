@@ -221,6 +221,11 @@ class CodecLossConfig(_Strict):
     f0_weight: float = Field(default=0.0, ge=0, description=(
         "weight of the L1 between log f0 predicted by a harmonic decoder and the input's YIN f0 on voiced frames "
         "(models.codec.pitch); ignored by decoders that predict no f0"))
+    consistency_weight: float = Field(default=0.0, ge=0, description=(
+        "weight of the MSE between the pre-quantization latents of each crop with and without faint white noise "
+        "(models.codec.recipe.noise_consistency): keeps codes put under inaudible noise. One Ray Train worker only"))
+    consistency_noise_dbfs: tuple[float, float] = Field(default=(-90.0, -70.0), description=(
+        "RMS range of that noise in dBFS, drawn uniformly per crop"))
     latent_bound: float = Field(default=2.0, gt=0, description=(
         "|z| beyond this is penalized: FSQ's tanh is flat there, so without a restoring force Adam let z "
         "drift to |z| ~ 60 here, every frame got the same code, and the decoder learned to ignore the latent"))
@@ -230,6 +235,9 @@ class CodecLossConfig(_Strict):
         if len(self.mel_bins) != len(self.mel_fft_sizes):
             raise ValueError(f"mel_bins ({len(self.mel_bins)}) and mel_fft_sizes ({len(self.mel_fft_sizes)}) "
                              "must have the same length")
+        low, high = self.consistency_noise_dbfs
+        if not low <= high < 0:
+            raise ValueError(f"consistency_noise_dbfs must be [low, high] with low <= high < 0, got [{low}, {high}]")
         return self
 
 
@@ -293,4 +301,7 @@ class TrainCodecConfig(_Strict):
     def _one_model(self) -> "TrainCodecConfig":
         if (self.preset is None) == (self.model is None):
             raise ValueError("give exactly one of `preset` (a preset name) or `model` (a full model config)")
+        if self.loss.consistency_weight > 0 and self.execution.num_workers > 1:
+            # its second encoder pass runs outside DDP's forward; not tested with gradient sync, so not offered
+            raise ValueError("loss.consistency_weight > 0 needs execution.num_workers: 1")
         return self

@@ -66,4 +66,5 @@ def build_codec(config: CodecModelConfig | TrainCodecConfig | str) -> SpeechCode
 def build_codec_loss(config: CodecLossConfig | None = None, *, sample_rate_hz: int = 16000) -> CodecLoss:
     """The reconstruction objective for a loss config (defaults when None)."""
     cfg = config or CodecLossConfig()
-    return CodecLoss(**cfg.model_dump(exclude={"latent_penalty_weight", "latent_bound", "f0_weight"}), sample_rate_hz=sample_rate_hz)
+    terms_outside = {"latent_penalty_weight", "latent_bound", "f0_weight", "consistency_weight", "consistency_noise_dbfs"}
+    return CodecLoss(**cfg.model_dump(exclude=terms_outside), sample_rate_hz=sample_rate_hz)

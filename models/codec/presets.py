@@ -41,14 +41,14 @@ def codec_50hz_2x8555_stft() -> CodecModelConfig:
     Same bit rate and frames as ``codec_50hz_2x8555``; every layer runs at the
     100 Hz STFT frame rate (4.4 M parameters: encoder 4 ConvNeXt blocks x 128,
     decoder 8 x 256), so a training step costs ~0.75x the SEANet one on a core. The encoder reads bins up to
-    7 kHz above a 1e-3 floor, so a resample round trip or 16-bit requantization leaves its codes alone
+    7 kHz above a 1e-2 floor, so a resample round trip or 16-bit requantization leaves its codes alone
     (``SpectralConfig.encoder_max_hz``; the decoder still makes the whole band).
     """
     return CodecModelConfig(name="codec_50hz_2x8555_stft", strides=[4, 4, 4, 5], fsq=FSQConfig(levels=_LEVELS, stages=2),
                             spectral=SpectralConfig(n_fft=640, frames_per_latent=2, dimension=64,
                                                     encoder=SpectralSideConfig(dim=128, intermediate=384, layers=4),
                                                     decoder=SpectralSideConfig(dim=256, intermediate=768, layers=8),
-                                                    encoder_max_hz=7000.0, encoder_log_floor=1e-3))
+                                                    encoder_max_hz=7000.0, encoder_log_floor=1e-2))
 
 
 def codec_50hz_2x8555_harmonic() -> CodecModelConfig:

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 from models.codec.losses import CodecLoss
 from models.codec.pitch import estimate_pitch
 
-__all__ = ["make_optimizer", "lr_at", "set_learning_rate", "train_step", "validate", "latent_penalty", "f0_loss"]
+__all__ = ["make_optimizer", "lr_at", "set_learning_rate", "train_step", "validate", "latent_penalty", "f0_loss",
+           "noise_consistency"]
 
 
 def latent_penalty(z: Tensor, bound: float) -> Tensor:
@@ -70,12 +71,29 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
+def noise_consistency(model: nn.Module, batch: Tensor, clean_latent: Tensor, *, noise_dbfs: tuple[float, float],
+                      seed: int) -> Tensor:
+    """MSE between the pre-quantization latent of ``batch`` plus faint white noise and the clean one (detached).
+
+    Why: codes should not move when inaudible noise is added (a band-limited clip's empty bins are where a
+    spectral encoder sees it most; ``bench/codec_robustness.py``). Each clip gets noise of an RMS drawn
+    uniformly in dBFS from ``noise_dbfs``; ``seed`` fixes the draw, so a resumed run repeats it.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    low, high = noise_dbfs
+    level = torch.rand(batch.shape[0], 1, generator=gen) * (high - low) + low
+    noisy = batch + torch.pow(10.0, level / 20.0) * torch.randn(batch.shape, generator=gen)
+    return torch.mean((getattr(model, "module", model)._encode_latent(noisy) - clean_latent.detach()) ** 2)
+
+
 def train_step(model: nn.Module, loss_fn: CodecLoss, optimizer: torch.optim.Optimizer, batch: Tensor, *,
                grad_clip_norm: float | None, latent_penalty_weight: float = 0.0,
-               latent_bound: float = 2.0, f0_weight: float = 0.0) -> dict[str, float]:
+               latent_bound: float = 2.0, f0_weight: float = 0.0, consistency_weight: float = 0.0,
+               consistency_noise_dbfs: tuple[float, float] = (-90.0, -70.0), noise_seed: int = 0) -> dict[str, float]:
     """One optimizer step on ``batch [B, T]``; returns the loss terms, ``latent_penalty``, ``grad_norm``
     (before clipping) and ``codes_used`` (distinct first-stage codes in the batch: 1 means a dead bottleneck);
-    with a harmonic decoder and ``f0_weight > 0`` also ``f0`` (see :func:`f0_loss`).
+    with a harmonic decoder and ``f0_weight > 0`` also ``f0`` (see :func:`f0_loss`); with
+    ``consistency_weight > 0`` also ``consistency`` (see :func:`noise_consistency`, drawn from ``noise_seed``).
 
     ``model`` may be DDP-wrapped (its forward returns a ``CodecOutput`` either way).
     """
@@ -85,6 +103,11 @@ def train_step(model: nn.Module, loss_fn: CodecLoss, optimizer: torch.optim.Opti
     penalty = latent_penalty(out.unquantized, latent_bound)
     total = losses.total + latent_penalty_weight * penalty
     extra: dict[str, float] = {}
+    if consistency_weight > 0:
+        consistency = noise_consistency(model, batch, out.unquantized, noise_dbfs=consistency_noise_dbfs,
+                                        seed=noise_seed)
+        total = total + consistency_weight * consistency
+        extra["consistency"] = float(consistency.detach())
     if f0_weight > 0 and out.f0_hz is not None:
         pitch = f0_loss(out.f0_hz, batch, hop=getattr(model, "module", model).decoder.stft_hop)  # DDP wraps in .module
         total = total + f0_weight * pitch
