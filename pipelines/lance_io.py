@@ -155,10 +155,11 @@ def read_segment_audio(lake_root: str, storage: StorageConfig, *, filter: str | 
     return out
 
 
-def read_test_clips(lake_root: str, count: int, *, min_samples: int = 8000) -> list[np.ndarray]:
+def read_test_clips(lake_root: str, count: int, *, min_samples: int = 8000,
+                    storage: StorageConfig | None = None) -> list[np.ndarray]:
     """The first ``count`` test-split segments (scan order, held-out corpora excluded) as mono float32, dropping
     those under ``min_samples``: the clips the codec benches score, which codec training never read."""
     from schemas.codec import segments_filter
 
-    rows = read_segment_audio(lake_root, StorageConfig(), filter=segments_filter(split="test"), limit=count)
+    rows = read_segment_audio(lake_root, storage or StorageConfig(), filter=segments_filter(split="test"), limit=count)
     return [s.astype(np.float32) for _, s, _ in rows if s.ndim == 1 and s.size >= min_samples]

@@ -138,10 +138,9 @@ class SpectralConfig(_Strict):
         if self.decoder_head == "istft":  # ids of inverse-STFT codecs made before the harmonic head stay put
             data.pop("decoder_head", None)
             data.pop("harmonics", None)
-        if self.encoder_max_hz is None:  # ... and those made before the encoder's band limit and floor
-            data.pop("encoder_max_hz", None)
-        if self.encoder_log_floor == 1e-5:
-            data.pop("encoder_log_floor", None)
+        for name in ("encoder_max_hz", "encoder_log_floor"):  # ... and those made before these fields, at defaults
+            if getattr(self, name) == type(self).model_fields[name].default:
+                data.pop(name, None)
         return data
 
 
