@@ -154,18 +154,29 @@ def run_stage(units: list[SourceUnit], config: CurateConfig, run_id: str, at: da
     One input block per call of ``execution.sources_per_batch`` sources (fewer
     when that would leave a CPU without work), at most ``concurrency`` calls
     at once (default: every CPU of the cluster).
+
+    Two Ray Data defaults cost idle CPUs here, where the tasks are the bottleneck
+    (2 h bench, 2 CPUs; ``bench/RESULTS.md``): its scheduling loop noticed a
+    finished task only within 0.1 s (``pipelines.ray_idle.WakeOnCompletion``
+    fixes that), and its per-operator resource reservation held the second
+    task back ~1 s at the start; a one-operator dataset has nothing to reserve for.
     """
     import ray.data
+
+    from pipelines.ray_idle import install_wake_on_completion
 
     ex = config.execution
     concurrency, per_call = stage_layout(len(units), ex, ray.cluster_resources().get("CPU", 1))
     ds = ray.data.from_items([u.to_item() for u in units], override_num_blocks=max(1, -(-len(units) // per_call)))
-    return ds.map_batches(
+    ds = ds.map_batches(
         curate_batch, batch_size=per_call, batch_format="pyarrow", num_cpus=ex.num_cpus_per_worker,
         compute=ray.data.TaskPoolStrategy(size=concurrency),
         fn_kwargs=dict(segmentation=config.segmentation, filters=config.filters, split=config.split,
                        storage=config.storage, max_source_s=ex.max_source_s, run_id=run_id, ingested_at=at),
-    ).materialize()
+    )
+    ds.context.op_resource_reservation_enabled = False
+    install_wake_on_completion(ds.context)
+    return ds.materialize()
 
 
 def fetch_meta(ds: "ray.data.Dataset") -> list[dict]:

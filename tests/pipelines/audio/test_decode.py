@@ -122,6 +122,24 @@ def test_one_open_gives_the_header_and_the_same_stream(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("fmt, subtype, suffix", [("WAV", "PCM_16", "wav"), ("FLAC", "PCM_16", "flac"),
+                                                  ("OGG", "VORBIS", "ogg")])
+def test_a_real_file_decodes_as_its_bytes_do_and_stays_the_callers(tmp_path: Path, fmt: str, subtype: str,
+                                                                    suffix: str) -> None:
+    """A real file is read by libsndfile through its descriptor, anything else through Python calls: same samples,
+    and closing the audio leaves the caller's file open."""
+    rng = np.random.default_rng(2)
+    path = write_audio(tmp_path / f"x.{suffix}", (0.1 * rng.standard_normal((44100, 2))).astype(np.float32), 44100,
+                       format=fmt, subtype=subtype)
+    with open(path, "rb") as fh:
+        with open_audio(fh) as audio:
+            from_file = np.concatenate([c.samples for c in audio.chunks()])
+        assert not fh.closed and fh.seek(0) == 0 and len(fh.read()) == path.stat().st_size
+    with open_audio(io.BytesIO(path.read_bytes())) as audio:
+        from_bytes = np.concatenate([c.samples for c in audio.chunks()])
+    np.testing.assert_array_equal(from_file, from_bytes)
+
+
 def test_non_finite_sample_is_found_at_its_frame_in_any_channel(tmp_path: Path) -> None:
     data = np.zeros((16000, 2), np.float32)
     data[12345, 1] = np.nan
