@@ -212,9 +212,9 @@ class _CodecRecipe:
         import ray.train
         import torch
 
-        from models.codec.builders import build_codec, build_codec_loss, resolve_model_config
+        from models.codec.builders import build_codec, build_codec_critics, build_codec_loss, resolve_model_config
         from models.codec.checkpoint import load_checkpoint
-        from models.codec.recipe import make_optimizer
+        from models.codec.recipe import Adversary, freeze_all_but_decoder, make_optimizer
         from pipelines.codec_data import read_valid_clips
 
         tr = config.training
@@ -222,15 +222,24 @@ class _CodecRecipe:
         self.model_config = resolve_model_config(config)
         torch.manual_seed(tr.seed)  # same initial weights on every rank and every run of this config
         self.codec = build_codec(self.model_config)
+        if tr.decoder_only:
+            freeze_all_but_decoder(self.codec)
         self.loss_fn = build_codec_loss(config.loss)
         self.optimizer = make_optimizer(self.codec, learning_rate=tr.learning_rate, betas=tuple(tr.betas),
                                         weight_decay=tr.weight_decay)
+        critics = build_codec_critics(config.loss)
+        self.adversary = None if critics is None else Adversary(
+            critics, make_optimizer(critics, learning_rate=tr.critic_learning_rate, betas=tuple(tr.betas)),
+            config.loss.adversarial_weight, config.loss.feature_matching_weight)
         self.start_step, self.train_seconds = int(loop_config["start_step"]), 0.0
         if self.start_step > 0:
             restored, _, meta = load_checkpoint(outputs.fetch(outputs.paths["latest"]))
             self.codec.load_state_dict(restored.state_dict())
             if meta.optimizer_state:
                 self.optimizer.load_state_dict(meta.optimizer_state)
+            if self.adversary is not None and "critics" in meta.extra:  # absent: critics added on a resume, start fresh
+                self.adversary.critics.load_state_dict(meta.extra["critics"])
+                self.adversary.optimizer.load_state_dict(meta.extra["critic_optimizer"])
             self.train_seconds = float(meta.extra.get("train_seconds", 0.0))
         elif config.init_from:
             self.codec.load_state_dict(load_init_weights(config.init_from, self.codec))
@@ -254,7 +263,7 @@ class _CodecRecipe:
                            latent_bound=loss.latent_bound, f0_weight=loss.f0_weight,
                            consistency_weight=loss.consistency_weight,
                            consistency_noise_dbfs=tuple(loss.consistency_noise_dbfs),
-                           noise_seed=tr.seed * 1_000_003 + step)
+                           noise_seed=tr.seed * 1_000_003 + step, adversary=self.adversary)
         return {**terms, "lr": self.optimizer.param_groups[0]["lr"]}
 
     def validate(self) -> dict[str, float]:
@@ -265,6 +274,8 @@ class _CodecRecipe:
     def save_checkpoint(self, path: Path, *, step: int, train_seconds: float, extra: dict[str, float]) -> None:
         from models.codec.checkpoint import save_checkpoint
 
+        critics = {} if self.adversary is None else {  # training state only: export_checkpoint drops it
+            "critics": self.adversary.critics.state_dict(), "critic_optimizer": self.adversary.optimizer.state_dict()}
         save_checkpoint(path, self.codec, self.model_config, step=step, optimizer_state=self.optimizer.state_dict(),
                         extra={"train_seconds": train_seconds,
-                               "segments_version": self.loop_config["segments_version"], **extra})
+                               "segments_version": self.loop_config["segments_version"], **extra, **critics})

@@ -228,6 +228,15 @@ class CodecLossConfig(_Strict):
     latent_bound: float = Field(default=2.0, gt=0, description=(
         "|z| beyond this is penalized: FSQ's tanh is flat there, so without a restoring force Adam let z "
         "drift to |z| ~ 60 here, every frame got the same code, and the decoder learned to ignore the latent"))
+    adversarial_weight: float = Field(default=0.0, ge=0, description=(
+        "weight of the least-squares generator loss against the critics (models.codec.discriminators: "
+        "multi-period and multi-resolution spectrogram); > 0 trains the critics beside the codec"))
+    feature_matching_weight: float = Field(default=0.0, ge=0, description=(
+        "weight of the L1 between the critics' hidden features on real and decoded audio (needs the critics)"))
+    critic_periods: list[int] = Field(default_factory=lambda: [2, 3, 5, 7, 11], description=(
+        "periods of the multi-period critics (HiFi-GAN's primes)"))
+    critic_fft_sizes: list[int] = Field(default_factory=lambda: [256, 512, 1024], description=(
+        "FFT sizes of the spectrogram critics"))
 
     @model_validator(mode="after")
     def _check_mel(self) -> "CodecLossConfig":
@@ -237,7 +246,16 @@ class CodecLossConfig(_Strict):
         low, high = self.consistency_noise_dbfs
         if not low <= high < 0:
             raise ValueError(f"consistency_noise_dbfs must be [low, high] with low <= high < 0, got [{low}, {high}]")
+        if self.adversarial and not (self.critic_periods or self.critic_fft_sizes):
+            raise ValueError("adversarial_weight / feature_matching_weight need critic_periods or critic_fft_sizes")
+        if any(p < 2 for p in self.critic_periods) or any(n < 16 for n in self.critic_fft_sizes):
+            raise ValueError("critic_periods must be >= 2 and critic_fft_sizes >= 16")
         return self
+
+    @property
+    def adversarial(self) -> bool:
+        """True when the critics train beside the codec."""
+        return self.adversarial_weight > 0 or self.feature_matching_weight > 0
 
 
 class CodecTrainingConfig(_Strict):
@@ -259,6 +277,11 @@ class CodecTrainingConfig(_Strict):
     keep_checkpoints: int = Field(default=3, ge=1, description="step checkpoints kept besides latest.pt")
     valid_clips: int = Field(default=64, ge=1, description="valid-split segments scored at each validation")
     valid_crop_s: float = Field(default=2.0, gt=0, description="seconds from the start of each valid segment")
+    critic_learning_rate: float = Field(default=2e-4, gt=0, description=(
+        "AdamW rate of the critics (constant; only with loss.adversarial_weight or feature_matching_weight)"))
+    decoder_only: bool = Field(default=False, description=(
+        "train the decoder alone: encoder and quantizer stay frozen, so every code (and the latents table, and "
+        "every model trained on it) stays valid; for a fine-tune of the decoder such as an adversarial one"))
 
 
 class CodecExecutionConfig(_Strict):
@@ -303,4 +326,7 @@ class TrainCodecConfig(_Strict):
         if self.loss.consistency_weight > 0 and self.execution.num_workers > 1:
             # its second encoder pass runs outside DDP's forward; not tested with gradient sync, so not offered
             raise ValueError("loss.consistency_weight > 0 needs execution.num_workers: 1")
+        if self.loss.adversarial and self.execution.num_workers > 1:
+            # the critics are not DDP-wrapped; not tested with gradient sync, so not offered
+            raise ValueError("loss.adversarial_weight / feature_matching_weight > 0 need execution.num_workers: 1")
         return self

@@ -12,7 +12,7 @@ load with the codec id that keys the ``latents`` table::
 
 from __future__ import annotations
 
-from models.codec.builders import build_codec, build_codec_loss, resolve_model_config
+from models.codec.builders import build_codec, build_codec_critics, build_codec_loss, resolve_model_config
 from models.codec.checkpoint import (
     CheckpointError,
     CheckpointMeta,
@@ -23,6 +23,7 @@ from models.codec.checkpoint import (
     save_checkpoint,
     weights_digest,
 )
+from models.codec.discriminators import CodecCritics
 from models.codec.fsq import FSQ, QuantizedResult, ResidualFSQ
 from models.codec.losses import CodecLoss, CodecLosses, MultiResolutionMelLoss, MultiResolutionSTFTLoss, mel_filterbank
 from models.codec.model import CodecEncoding, CodecOutput, SpeechCodec
@@ -45,11 +46,11 @@ __all__ = [
     "SpeechCodec", "CodecEncoding", "CodecOutput",
     "ResidualFSQ", "FSQ", "QuantizedResult",
     "SEANetEncoder", "SEANetDecoder", "SpectralEncoder", "ISTFTDecoder", "HarmonicNoiseDecoder",
-    "CodecLoss", "CodecLosses", "MultiResolutionSTFTLoss", "MultiResolutionMelLoss", "mel_filterbank",
+    "CodecLoss", "CodecLosses", "MultiResolutionSTFTLoss", "MultiResolutionMelLoss", "mel_filterbank", "CodecCritics",
     "PRESETS", "preset", "codec_50hz_2x8555", "codec_50hz_2x8555_stft", "codec_50hz_2x8555_harmonic",
     "codec_25hz_4x8555", "codec_50hz_1x8555",
     "codec_tiny_test", "codec_tiny_stft_test",
-    "build_codec", "build_codec_loss", "resolve_model_config",
+    "build_codec", "build_codec_loss", "build_codec_critics", "resolve_model_config",
     "CheckpointError", "CheckpointMeta", "codec_id_for", "architecture_id", "weights_digest",
     "save_checkpoint", "load_checkpoint", "export_checkpoint",
 ]

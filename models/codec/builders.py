@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schemas.codec import CodecLossConfig, CodecModelConfig, TrainCodecConfig
 
+from models.codec.discriminators import CodecCritics
 from models.codec.fsq import ResidualFSQ
 from models.codec.harmonic import HarmonicNoiseDecoder
 from models.codec.losses import CodecLoss
@@ -66,5 +67,13 @@ def build_codec(config: CodecModelConfig | TrainCodecConfig | str) -> SpeechCode
 def build_codec_loss(config: CodecLossConfig | None = None, *, sample_rate_hz: int = 16000) -> CodecLoss:
     """The reconstruction objective for a loss config (defaults when None)."""
     cfg = config or CodecLossConfig()
-    terms_outside = {"latent_penalty_weight", "latent_bound", "f0_weight", "consistency_weight", "consistency_noise_dbfs"}
+    terms_outside = {"latent_penalty_weight", "latent_bound", "f0_weight", "consistency_weight", "consistency_noise_dbfs",
+                     "adversarial_weight", "feature_matching_weight", "critic_periods", "critic_fft_sizes"}
     return CodecLoss(**cfg.model_dump(exclude=terms_outside), sample_rate_hz=sample_rate_hz)
+
+
+def build_codec_critics(config: CodecLossConfig) -> CodecCritics | None:
+    """The adversarial critics a loss config asks for, or None when it trains without them."""
+    if not config.adversarial:
+        return None
+    return CodecCritics(periods=config.critic_periods, fft_sizes=config.critic_fft_sizes)

@@ -6,8 +6,11 @@ averages; magnitude losses at several resolutions trade time and frequency
 detail. The mel filterbank is built here in torch (no torchaudio: there is no
 CPU torchaudio wheel on this stack).
 
-No adversarial term: on 2 CPU cores a discriminator roughly doubles the step
-cost and GAN training needs far more steps than a 60-90 minute budget buys.
+The adversarial terms (critics, least-squares and feature-matching losses) sit
+apart in ``models.codec.discriminators`` and are off by default: on 2 CPU
+cores the critics more than double the step cost, and GAN training needs
+far more steps than a 60-90 minute budget buys (measured: bench/RESULTS.md,
+codec notes).
 """
 
 from __future__ import annotations

@@ -13,15 +13,17 @@ loop (tests, notebooks) calls them the same way::
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from models.codec.discriminators import CodecCritics, critic_loss, feature_matching_loss, generator_adv_loss
 from models.codec.losses import CodecLoss
 from models.codec.pitch import estimate_pitch
 
 __all__ = ["make_optimizer", "lr_at", "set_learning_rate", "train_step", "validate", "latent_penalty", "f0_loss",
-           "noise_consistency"]
+           "noise_consistency", "Adversary", "adversarial_terms", "freeze_all_but_decoder"]
 
 
 def latent_penalty(z: Tensor, bound: float) -> Tensor:
@@ -86,14 +88,60 @@ def noise_consistency(model: nn.Module, batch: Tensor, clean_latent: Tensor, *, 
     return torch.mean((getattr(model, "module", model)._encode_latent(noisy) - clean_latent.detach()) ** 2)
 
 
+@dataclass
+class Adversary:
+    """The critics and their optimizer, with the weights of their two terms in the codec's loss."""
+
+    critics: CodecCritics
+    optimizer: torch.optim.Optimizer
+    adversarial_weight: float
+    feature_matching_weight: float
+
+
+def adversarial_terms(adversary: Adversary, recon: Tensor, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """Update the critics once on (``batch``, detached ``recon``), then return the codec's weighted adversarial loss.
+
+    The critics step first (HiFi-GAN's order) and are then asked again, so the
+    codec is judged by the critics as they are after their step; their
+    verdict on real audio only feeds feature matching, so it runs without a graph.
+    """
+    critics = adversary.critics
+    d_loss = critic_loss(critics(batch), critics(recon.detach()))
+    adversary.optimizer.zero_grad(set_to_none=True)
+    d_loss.backward()
+    adversary.optimizer.step()
+    with torch.no_grad():
+        real = critics(batch)
+    fake = critics(recon)
+    adv, fm = generator_adv_loss(fake), feature_matching_loss(real, fake)
+    total = adversary.adversarial_weight * adv + adversary.feature_matching_weight * fm
+    return total, {"critic": float(d_loss.detach()), "adversarial": float(adv.detach()),
+                   "feature_matching": float(fm.detach())}
+
+
+def freeze_all_but_decoder(model: nn.Module) -> None:
+    """Stop gradients to the encoder and quantizer (the optimizer then skips them: they get no gradient).
+
+    Why: a decoder-only fine-tune keeps every code the codec gives, so the
+    ``latents`` table and every model trained on it stay valid.
+    """
+    codec = getattr(model, "module", model)
+    for name, param in codec.named_parameters():
+        param.requires_grad_(name.startswith("decoder."))
+    if not any(p.requires_grad for p in codec.parameters()):
+        raise ValueError("the codec has no parameters under `decoder.` to train")
+
+
 def train_step(model: nn.Module, loss_fn: CodecLoss, optimizer: torch.optim.Optimizer, batch: Tensor, *,
                grad_clip_norm: float | None, latent_penalty_weight: float = 0.0,
                latent_bound: float = 2.0, f0_weight: float = 0.0, consistency_weight: float = 0.0,
-               consistency_noise_dbfs: tuple[float, float] = (-90.0, -70.0), noise_seed: int = 0) -> dict[str, float]:
+               consistency_noise_dbfs: tuple[float, float] = (-90.0, -70.0), noise_seed: int = 0,
+               adversary: Adversary | None = None) -> dict[str, float]:
     """One optimizer step on ``batch [B, T]``; returns the loss terms, ``latent_penalty``, ``grad_norm``
     (before clipping) and ``codes_used`` (distinct first-stage codes in the batch: 1 means a dead bottleneck);
     with a harmonic decoder and ``f0_weight > 0`` also ``f0`` (see :func:`f0_loss`); with
-    ``consistency_weight > 0`` also ``consistency`` (see :func:`noise_consistency`, drawn from ``noise_seed``).
+    ``consistency_weight > 0`` also ``consistency`` (see :func:`noise_consistency`, drawn from ``noise_seed``);
+    with an ``adversary`` also ``critic``, ``adversarial`` and ``feature_matching`` (see :func:`adversarial_terms`).
 
     ``model`` may be DDP-wrapped (its forward returns a ``CodecOutput`` either way).
     """
@@ -112,13 +160,17 @@ def train_step(model: nn.Module, loss_fn: CodecLoss, optimizer: torch.optim.Opti
         pitch = f0_loss(out.f0_hz, batch, hop=getattr(model, "module", model).decoder.stft_hop)  # DDP wraps in .module
         total = total + f0_weight * pitch
         extra["f0"] = float(pitch.detach())
+    if adversary is not None:
+        adversarial, terms = adversarial_terms(adversary, out.recon, batch)
+        total = total + adversarial
+        extra.update(terms)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
+    params = [p for p in model.parameters() if p.requires_grad]
     if grad_clip_norm is not None:
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm))
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip_norm))
     else:
-        grad_norm = float(torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in model.parameters()
-                                         if p.grad is not None)))
+        grad_norm = float(torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in params if p.grad is not None)))
     optimizer.step()
     return {**losses.as_floats(), "latent_penalty": float(penalty.detach()), "grad_norm": grad_norm,
             "codes_used": float(len(torch.unique(out.codes[..., 0]))), **extra}

@@ -196,3 +196,43 @@ def test_ray_job_submit_against_a_local_head(lake, tmp_path):
     assert "steps 0 -> 10" in sub.stdout
     _, _, meta = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
     assert meta.step == 10
+
+
+@pytest.mark.integration
+def test_an_adversarial_decoder_only_fine_tune_keeps_the_codes_and_resumes_its_critics(uninterrupted, lake,
+                                                                                        ray_address, tmp_path):
+    """loss.adversarial_weight + training.decoder_only: the critics train beside the decoder, ride in the training
+    checkpoint (not in the export), come back on a resume, and the encoder's codes do not move."""
+    import numpy as np
+
+    _, out, _ = uninterrupted
+    cfg = _config(tmp_path / "c.yaml", lake, tmp_path / "run", max_steps=10, decoder_only=True)
+    data = yaml.safe_load(cfg.read_text())
+    data["init_from"] = str(out / "shipped.pt")
+    data["loss"] = {"adversarial_weight": 0.5, "feature_matching_weight": 2.0, "critic_periods": [2, 3],
+                    "critic_fft_sizes": [256]}
+    cfg.write_text(yaml.safe_dump(data))
+    r = _run(cfg, ray_address=ray_address)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    _, _, first = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert first.step == 10 and {"critics", "critic_optimizer"} <= set(first.extra)
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"critic", "adversarial", "feature_matching"} <= set(last)
+
+    data["training"]["max_steps"] = 15  # a longer budget: the re-run resumes, critics included
+    cfg.write_text(yaml.safe_dump(data))
+    r = _run(cfg, "--export", str(tmp_path / "gan.pt"), ray_address=ray_address)
+    assert r.returncode == 0 and "resuming codec_tiny_test" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    _, _, second = load_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+    assert second.step == 15
+    assert any(not torch.equal(a, b) for a, b in zip(first.extra["critics"].values(),
+                                                      second.extra["critics"].values()))
+
+    init, _, _ = load_checkpoint(out / "shipped.pt")
+    tuned, _, tuned_meta = load_checkpoint(tmp_path / "gan.pt")
+    assert "critics" not in tuned_meta.extra  # training state stays out of the shipped file
+    before, after = init.state_dict(), tuned.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("decoder."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    clip = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3200)).astype("float32") * 0.1)
+    assert torch.equal(init.encode(clip).codes, tuned.encode(clip).codes)
