@@ -126,7 +126,6 @@ class WakeOnCompletion(ExecutionCallback):
         self._last: tuple | None = None
         self._sleep = 0.0
         self._holds_wait = False
-        self.waits = 0
         self.backoffs = 0
 
     def before_execution_starts(self, executor: Any) -> None:
@@ -161,7 +160,6 @@ class WakeOnCompletion(ExecutionCallback):
 
             started = time.perf_counter()
             ray.wait(waitables, num_returns=1, timeout=MAX_WAIT_S, fetch_local=False)
-            self.waits += 1
             if time.perf_counter() - started > _MIN_SLEEP_S:
                 return  # blocked until a task was ready (or the timeout): the next step takes it
         # Nothing running, or a ready output the executor does not take yet (backpressure): back off.

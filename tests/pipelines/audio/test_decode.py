@@ -138,6 +138,13 @@ def test_a_real_file_decodes_as_its_bytes_do_and_stays_the_callers(tmp_path: Pat
     with open_audio(io.BytesIO(path.read_bytes())) as audio:
         from_bytes = np.concatenate([c.samples for c in audio.chunks()])
     np.testing.assert_array_equal(from_file, from_bytes)
+    import tempfile
+
+    with tempfile.SpooledTemporaryFile(max_size=1 << 24) as spool:  # how the reader holds S3 objects, tar members
+        spool.write(path.read_bytes())
+        with open_audio(spool) as audio:
+            np.testing.assert_array_equal(np.concatenate([c.samples for c in audio.chunks()]), from_bytes)
+        assert not spool._rolled  # decoded from memory: not moved to disk to get a descriptor
 
 
 def test_non_finite_sample_is_found_at_its_frame_in_any_channel(tmp_path: Path) -> None:
