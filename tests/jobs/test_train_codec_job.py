@@ -198,7 +198,7 @@ def test_ray_job_submit_against_a_local_head(lake, tmp_path):
     assert meta.step == 10
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # two training runs with critics (~60 s on 2 cores); `make test-all` runs it, the unit test is in tests/models
 def test_an_adversarial_decoder_only_fine_tune_keeps_the_codes_and_resumes_its_critics(uninterrupted, lake,
                                                                                         ray_address, tmp_path):
     """loss.adversarial_weight + training.decoder_only: the critics train beside the decoder, ride in the training
