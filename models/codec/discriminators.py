@@ -6,8 +6,10 @@ phase scores PESQ-WB 1.50, with a consistent phase 3.59). A critic that looks
 at the waveform folded by its periods (MPD) punishes incoherent periodicity,
 one that looks at magnitude spectrograms at several resolutions (MRD)
 punishes smearing. Both are the published designs cut to CPU size: 16-64
-channels instead of 32-1024, so one step of both costs about as much as a
-step of the codec itself on 2 cores.
+channels instead of 32-1024 (220 k parameters in all). Even so, a
+decoder-only fine-tune of the spectral codec with them ran 0.75 steps/s on 2
+cores against ~4.8 without, and 2466 steps made every held-out score worse
+(bench/RESULTS.md, codec notes): off by default.
 
 Losses are least squares (HiFi-GAN's): the critic pushes real outputs to 1 and
 generated ones to 0; the generator pushes its outputs to 1 and matches the
@@ -32,7 +34,7 @@ _SLOPE = 0.1
 
 @dataclass
 class CriticOutput:
-    """One critic's verdict: a score map per sub-critic and the hidden feature maps (for feature matching)."""
+    """The critics' verdict: one score map per critic, and each critic's hidden feature maps (for feature matching)."""
 
     scores: list[Tensor]
     features: list[list[Tensor]]

@@ -395,7 +395,7 @@ def _sndfile_source(fileobj: BinaryIO) -> tuple:
     where it points, which the ``seek(0)`` before the open has set (a Python
     seek on an unread buffered file moves the descriptor itself).
     """
-    if isinstance(fileobj, (io.BufferedReader, io.FileIO)) and isinstance(getattr(fileobj, "raw", fileobj), io.FileIO):
+    if isinstance(getattr(fileobj, "raw", fileobj), io.FileIO):  # open(path, "rb") or its raw FileIO
         return (fileobj.fileno(),), {"closefd": False}
     return (fileobj,), {}
 
