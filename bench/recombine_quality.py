@@ -36,8 +36,8 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: make `models` and `pipeli
 
 from pipelines.eval.markdown import cpu_model, git_revision, replace_marked_section  # noqa: E402
 from pipelines.eval.recombine_quality import (CONTENT_FEATURES, LABELS, SPEAKER_WITHIN_LANGUAGE,  # noqa: E402
-                                              HeldOutRows, ParallelDistances, ParallelPlan, ProbeResult,
-                                              SwapAccuracy, SwapThroughput)
+                                              HeldOutRows, ParallelDistances, ParallelPlan, ProbeJudge,
+                                              ProbeResult, SwapAccuracy, SwapThroughput)
 
 __all__ = ["HeldOutError", "HeldOutSet", "RecombineQuality", "read_held_out", "measure_recombine_quality",
            "format_quality_report", "main", "RESULTS_MARKER"]
@@ -147,6 +147,7 @@ class RecombineQuality:
     throughput: SwapThroughput
     seconds: dict[str, float]
     voice_swaps: tuple[SwapAccuracy, SwapAccuracy] | None = None   # (one donor row, the voice's mean), halved judge
+    probe_judge: ProbeJudge | None = None   # the second judge, on the voice's-mean swaps
 
 
 def measure_recombine_quality(codec, factorizer, held_out: HeldOutSet, *, lake: str, max_swaps: int,
@@ -166,7 +167,7 @@ def measure_recombine_quality(codec, factorizer, held_out: HeldOutSet, *, lake: 
     labelled = [i for i, s in enumerate(rows.labels["speaker"]) if s is not None]
     progress(f"decoding and embedding {len(labelled)} rows with a speaker label (judge centroids)")
     round_trips = rq.decode_rows(codec, rows, labelled)
-    swaps = voice_swaps = None
+    swaps = voice_swaps = probe_judge = None
     if labelled:
         if judge is None:
             from recombination.judges import SpeakerJudge
@@ -184,9 +185,9 @@ def measure_recombine_quality(codec, factorizer, held_out: HeldOutSet, *, lake: 
                              codec.sample_rate_hz)
         swaps.judge_real_loo_hits, swaps.judge_real_loo_candidates = rq.judge_leave_one_out(
             real, rows.labels["speaker"])
-        voice_swaps = _measure_voice_swaps(factorizer, codec, rows, judge, trials, embeddings, usable,
-                                           features.features["speaker"], seed=seed, batch_size=batch_size,
-                                           progress=progress)
+        voice_swaps, probe_judge = _measure_voice_swaps(factorizer, codec, rows, judge, trials, embeddings, real,
+                                                        usable, features.features["speaker"], seed=seed,
+                                                        batch_size=batch_size, progress=progress)
     seconds["swaps"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -205,13 +206,15 @@ def measure_recombine_quality(codec, factorizer, held_out: HeldOutSet, *, lake: 
     progress(f"timing the swap on {len(take)} rows, one thread, {repeats} repeats")
     throughput = rq.measure_swap_throughput(factorizer, codec, [rows.codes[i] for i in take], repeats=repeats)
     seconds["throughput"] = time.perf_counter() - started
-    return RecombineQuality(held_out, probes, swaps, plan, parallel, throughput, seconds, voice_swaps)
+    return RecombineQuality(held_out, probes, swaps, plan, parallel, throughput, seconds, voice_swaps, probe_judge)
 
 
-def _measure_voice_swaps(factorizer, codec, rows, judge, trials, embeddings, usable, speaker_vectors, *, seed: int,
-                         batch_size: int, progress: Callable[[str], None]) -> tuple[SwapAccuracy, SwapAccuracy] | None:
+def _measure_voice_swaps(factorizer, codec, rows, judge, trials, embeddings, real_embeddings, usable, speaker_vectors,
+                         *, seed: int, batch_size: int, progress: Callable[[str], None]
+                         ) -> tuple[tuple[SwapAccuracy, SwapAccuracy] | None, ProbeJudge | None]:
     """The same trials twice under a judge with half of each voice's rows: one donor row's speaker vector,
-    then the mean over the other half (see ``rq.split_voice_rows``). None when no trial has such a target."""
+    then the mean over the other half (see ``rq.split_voice_rows``); then the second judge (a probe fitted on
+    the reference half) on the second run. (None, None) when no trial has such a target."""
     from pipelines.eval import recombine_quality as rq
 
     speakers = rows.labels["speaker"]
@@ -219,13 +222,14 @@ def _measure_voice_swaps(factorizer, codec, rows, judge, trials, embeddings, usa
     voices = rq.voice_mean_vectors(speaker_vectors, speakers, prompt)
     kept = [t for t in trials if speakers[t.donor_row] in voices and speakers[t.content_row] in voices]
     if not kept:
-        return None
+        return None, None
     judged = np.where(reference[:, None], embeddings, np.nan)
     progress(f"voice-level swaps: {len(kept)} trials, {len(voices)} voices, judge on {int(reference.sum())} rows")
     one = rq.measure_swap_accuracy(factorizer, codec, rows, judge, kept, embeddings=judged, batch_size=batch_size)
     mean = rq.measure_swap_accuracy(factorizer, codec, rows, judge, kept, embeddings=judged, batch_size=batch_size,
                                     voice_vectors=voices)
-    return one, mean
+    probe = rq.measure_probe_judge(embeddings, real_embeddings, speakers, prompt, reference, mean, seed=seed)
+    return (one, mean), probe
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -268,7 +272,7 @@ def format_quality_report(q: RecombineQuality, *, command: str, codec: str, fact
             f"`{s}` ({rows_of[s]}; {'/'.join(langs_of[s]) or '?'})" for s in speakers) + "."]
     lines += _probe_section(q.probes)
     lines += _swap_section(q.swaps)
-    lines += _voice_section(q.voice_swaps)
+    lines += _voice_section(q.voice_swaps, q.probe_judge)
     lines += _parallel_section(q.parallel_plan, q.parallel)
     lines += _throughput_section(q.throughput)
     lines += ["Time per part (s): " + ", ".join(f"{k} {v:.0f}" for k, v in q.seconds.items()) + "."]
@@ -345,7 +349,7 @@ def _swap_section(s: SwapAccuracy | None) -> list[str]:
     return lines
 
 
-def _voice_section(v: tuple[SwapAccuracy, SwapAccuracy] | None) -> list[str]:
+def _voice_section(v: tuple[SwapAccuracy, SwapAccuracy] | None, probe: ProbeJudge | None = None) -> list[str]:
     if v is None:
         return []
     one, mean = v
@@ -360,7 +364,24 @@ def _voice_section(v: tuple[SwapAccuracy, SwapAccuracy] | None) -> list[str]:
     for name, s in (("one donor row (the trial's, as above)", one), ("the target voice's mean over its prompt rows", mean)):
         lines.append(f"| {name} | {len(s.trials)} | {_pct(s.share('target'))} | {_pct(s.share('source'))} | "
                      f"{_pct(s.chance)} | {_pct(s.share('identity'))} |")
-    return lines + [""]
+    return lines + [""] + _probe_judge_section(probe)
+
+
+def _probe_judge_section(p: ProbeJudge | None) -> list[str]:
+    if p is None:
+        return []
+    return ["**A second judge: a speaker probe fitted on held-apart audio.** Logistic regression (standardized, "
+            f"balanced classes) on the same Resemblyzer embeddings, fitted on the reference half's codec round trips "
+            f"({p.fitted_rows} rows, {p.voices} voices), never on a row that conditions a swap. It is asked about the "
+            "prompt half only: its round trips (what a perfect swap could score), its real recordings (what the "
+            "judge can tell apart at all), and the voice-mean swaps above whose content row is there.", "",
+            "| asked | rows or trials | assigned to the right voice | to the source (swaps) | chance |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            f"| prompt-half real recordings | {len(p.real_hits)} | {_pct(p.share(p.real_hits))} | | {_pct(p.chance)} |",
+            f"| prompt-half codec round trips | {len(p.round_trip_hits)} | {_pct(p.share(p.round_trip_hits))} | | "
+            f"{_pct(p.chance)} |",
+            f"| swaps to the target voice's mean | {len(p.swap_hits)} | **{_pct(p.share(p.swap_hits))}** | "
+            f"{_pct(p.share(p.swap_to_source))} | {_pct(p.chance)} |", ""]
 
 
 def _parallel_section(plan: ParallelPlan, d: ParallelDistances | None) -> list[str]:

@@ -11,6 +11,10 @@ What each measurement does (``bench/recombine_quality.py`` reads the lake, calls
   decoded by the codec, embedded by Resemblyzer (:class:`recombination.judges.SpeakerJudge`, never trained
   with our models) and given to the nearest speaker centroid; centroids are the mean embeddings of each
   candidate speaker's codec round trips, leaving out A and B.
+- :func:`fit_speaker_probe` / :func:`measure_probe_judge`: the second judge. A logistic-regression speaker probe
+  on the same Resemblyzer embeddings, fitted on the *reference* half of each voice's codec round trips (never
+  on a row that conditions a swap) and asked about the *prompt* half: its round trips and real recordings
+  (the judge's ceilings) and the voice-level swaps whose content row is there.
 - :func:`measure_parallel_distances`: for two held-out voices that spoke the same sentence (same labels
   otherwise), the DTW-aligned mel distance between the swap (A's content, B's speaker) decoded and B's real
   recording, beside A's round trip vs B (floor) and B's round trip vs B (ceiling).
@@ -39,7 +43,8 @@ __all__ = ["LABELS", "CONTENT_FEATURES", "LATENT_FEATURES", "SPEAKER_WITHIN_LANG
            "SwapThroughput", "chance_rates", "pool_latents", "measure_row_features", "measure_probe", "measure_probes",
            "decode_rows", "embed_rows", "plan_swap_trials", "measure_swap_accuracy", "find_parallel_pairs",
            "measure_dtw_mel_distance", "judge_leave_one_out", "split_voice_rows", "voice_mean_vectors",
-           "measure_parallel_distances", "measure_swap_throughput"]
+           "measure_parallel_distances", "measure_swap_throughput", "ProbeJudge", "fit_speaker_probe",
+           "measure_probe_judge"]
 
 #: Feature-set names of the pooled content stream and of the pooled codec latent (the reference row).
 CONTENT_FEATURES = "content (mean+std)"
@@ -334,6 +339,7 @@ class SwapAccuracy:
     judge_loo_candidates: np.ndarray = field(default_factory=lambda: np.zeros(0))
     judge_real_loo_hits: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # the real recordings
     judge_real_loo_candidates: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    output_embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [trials, 256]
 
     def share(self, which: str) -> float:
         """Share of trials assigned to ``"target"``, ``"source"``, or (``"identity"``) identity outputs to source."""
@@ -399,7 +405,7 @@ def measure_swap_accuracy(factorizer, codec, rows: HeldOutRows, judge, trials: S
     speakers = rows.labels["speaker"]
     classify = _centroid_classifier(embeddings, speakers)
     rate = codec.sample_rate_hz
-    assigned, identity, cand, cos_t, cos_s, f_t, f_s = [], [], [], [], [], [], []
+    assigned, identity, cand, cos_t, cos_s, f_t, f_s, outputs = [], [], [], [], [], [], [], []
     for start in range(0, len(trials), batch_size):
         batch = trials[start:start + batch_size]
         distinct = sorted({r for t in batch for r in (t.content_row, t.donor_row)})
@@ -420,6 +426,7 @@ def measure_swap_accuracy(factorizer, codec, rows: HeldOutRows, judge, trials: S
         for k, trial in enumerate(batch):
             leave_out = (trial.content_row, trial.donor_row)
             swapped = judge.embed(decode_codes(codec, out.codes[k]), rate)
+            outputs.append(swapped)
             names, cos = classify(swapped, leave_out)
             assigned.append(names[int(np.argmax(cos))] if np.all(np.isfinite(cos)) else None)
             cand.append(len(names))
@@ -434,7 +441,9 @@ def measure_swap_accuracy(factorizer, codec, rows: HeldOutRows, judge, trials: S
                         sources=[speakers[t.content_row] for t in trials], candidates=np.asarray(cand, float),
                         cos_target=np.asarray(cos_t), cos_source=np.asarray(cos_s), identity_assigned=identity,
                         factor_cos_target=np.asarray(f_t), factor_cos_source=np.asarray(f_s),
-                        judge_loo_hits=loo_hits, judge_loo_candidates=loo_cand)
+                        judge_loo_hits=loo_hits, judge_loo_candidates=loo_cand,
+                        output_embeddings=np.stack(outputs).astype(np.float32) if outputs
+                        else np.zeros((0, 0), np.float32))
 
 
 def split_voice_rows(speakers: Sequence[str | None], usable: Sequence[bool], *,
@@ -461,6 +470,87 @@ def split_voice_rows(speakers: Sequence[str | None], usable: Sequence[bool], *,
         prompt[order[:len(rows) // 2]] = True
         reference[order[len(rows) // 2:]] = True
     return prompt, reference
+
+
+def fit_speaker_probe(embeddings: np.ndarray, speakers: Sequence[str | None], mask: np.ndarray, *, seed: int = 0):
+    """A speaker classifier (standardized features, balanced logistic regression) fitted on the masked rows.
+
+    Why a second judge: nearest centroid is the simplest reading of an embedding; a probe fitted on the
+    voices' own audio weighs the dimensions that tell *these* voices apart. Fitted on codec round trips, it
+    learns the voices as the codec renders them, which is what a swap's output is. Returns None when fewer
+    than two voices have a finite row under ``mask``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows = [i for i in np.flatnonzero(mask) if speakers[i] is not None and np.all(np.isfinite(embeddings[i]))]
+    if len({speakers[i] for i in rows}) < 2:
+        return None
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, class_weight="balanced",
+                                                               random_state=seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence on tiny fits
+        return probe.fit(embeddings[rows], [speakers[i] for i in rows])
+
+
+@dataclass
+class ProbeJudge:
+    """The second judge's verdicts (see :func:`measure_probe_judge`); hit arrays are per asked row or trial."""
+
+    fitted_rows: int
+    voices: int
+    round_trip_hits: np.ndarray    # prompt-half codec round trips: the ceiling for a swap
+    real_hits: np.ndarray          # prompt-half real recordings: the judge's own limit
+    swap_hits: np.ndarray          # voice-level swaps (content row in the prompt half): assigned to the target
+    swap_to_source: np.ndarray     # ... assigned to the source
+
+    @staticmethod
+    def share(hits: np.ndarray) -> float:
+        return float(np.mean(hits)) if len(hits) else math.nan
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / self.voices if self.voices else math.nan
+
+
+def measure_probe_judge(round_trip_embeddings: np.ndarray, real_embeddings: np.ndarray,
+                        speakers: Sequence[str | None], prompt: np.ndarray, reference: np.ndarray,
+                        swaps: "SwapAccuracy", *, seed: int = 0) -> ProbeJudge | None:
+    """Fit :func:`fit_speaker_probe` on the reference half's round trips, then ask it about the prompt half.
+
+    ``swaps``: voice-level trials (:func:`measure_swap_accuracy` with ``voice_vectors`` from the prompt half),
+    whose ``output_embeddings`` are judged when their content row is in the prompt half, so neither the
+    conditioning voice vector nor the content row's audio was seen by the probe. A row or output without a
+    finite embedding counts as a miss. None when the probe cannot be fitted.
+    """
+    probe = fit_speaker_probe(round_trip_embeddings, speakers, reference, seed=seed)
+    if probe is None:
+        return None
+    known = set(probe.classes_)
+
+    def hits(embeddings: np.ndarray, rows: Sequence[int], truth: Sequence[str]) -> np.ndarray:
+        if not len(rows):
+            return np.zeros(0, bool)
+        x = embeddings[list(rows)]
+        finite = np.all(np.isfinite(x), axis=1)
+        predicted = np.full(len(rows), None, dtype=object)
+        if finite.any():
+            predicted[finite] = probe.predict(x[finite])
+        return np.array([p is not None and p == t for p, t in zip(predicted, truth)], bool)
+
+    asked = [i for i in np.flatnonzero(prompt) if speakers[i] in known]
+    labels = [speakers[i] for i in asked]
+    judged = [k for k, t in enumerate(swaps.trials) if prompt[t.content_row]]
+    out = swaps.output_embeddings
+    return ProbeJudge(
+        fitted_rows=int(sum(1 for i in np.flatnonzero(reference) if speakers[i] is not None
+                            and np.all(np.isfinite(round_trip_embeddings[i])))),
+        voices=len(known),
+        round_trip_hits=hits(round_trip_embeddings, asked, labels),
+        real_hits=hits(real_embeddings, asked, labels),
+        swap_hits=hits(out, judged, [swaps.targets[k] for k in judged]),
+        swap_to_source=hits(out, judged, [swaps.sources[k] for k in judged]))
 
 
 def voice_mean_vectors(speaker_vectors: np.ndarray, speakers: Sequence[str | None],

@@ -160,6 +160,33 @@ def test_a_voice_vector_is_the_normalized_mean_of_its_prompt_rows(tiny):
     np.testing.assert_allclose(voices["t:1"], (own / own.norm()).numpy(), atol=1e-5)
 
 
+def test_the_probe_judge_learns_the_voices_from_the_reference_half_only():
+    rng = np.random.default_rng(0)
+    speakers = [v for v in ("a", "b", "c") for _ in range(8)]
+    centres = {v: rng.normal(size=16) * 3 for v in "abc"}
+    emb = np.stack([centres[v] + rng.normal(size=16) for v in speakers]).astype(np.float32)
+    prompt, reference = rq.split_voice_rows(speakers, [True] * len(speakers), seed=0)
+    real = emb + rng.normal(size=emb.shape).astype(np.float32) * 0.1
+    real[np.flatnonzero(prompt)[0]] = np.nan  # an unjudgeable real recording counts as a miss
+    # swaps: content row of one voice; outputs sit on the target voice's centre, except one on the source's
+    trials = [rq.SwapTrial(i, (i + 8) % 24) for i in np.flatnonzero(prompt)]
+    outputs = np.stack([centres[speakers[t.donor_row]] for t in trials]).astype(np.float32)
+    outputs[0] = centres[speakers[trials[0].content_row]]
+    swaps = rq.SwapAccuracy(trials=trials, assigned=[None] * len(trials),
+                            targets=[speakers[t.donor_row] for t in trials],
+                            sources=[speakers[t.content_row] for t in trials], candidates=np.full(len(trials), 3.0),
+                            cos_target=np.zeros(len(trials)), cos_source=np.zeros(len(trials)),
+                            identity_assigned=[None] * len(trials), factor_cos_target=np.zeros(len(trials)),
+                            factor_cos_source=np.zeros(len(trials)), output_embeddings=outputs)
+    pj = rq.measure_probe_judge(emb, real, speakers, prompt, reference, swaps, seed=0)
+    assert pj.fitted_rows == int(reference.sum()) == 12 and pj.voices == 3 and pj.chance == pytest.approx(1 / 3)
+    assert pj.round_trip_hits.all() and len(pj.round_trip_hits) == 12
+    assert pj.share(pj.real_hits) == pytest.approx(11 / 12)
+    assert pj.swap_hits.tolist() == [False] + [True] * 11 and pj.swap_to_source.tolist() == [True] + [False] * 11
+    # one voice alone cannot be told from anything: no probe
+    assert rq.measure_probe_judge(emb, real, ["a"] * 24, prompt, reference, swaps) is None
+
+
 def test_dtw_mel_distance_is_zero_to_itself_and_small_to_a_slower_copy():
     x = speechlike(1.0, seed=1, f0_hz=120.0)
     slower = np.interp(np.arange(0, len(x), 0.8), np.arange(len(x)), x).astype(np.float32)  # 25 % longer
@@ -211,6 +238,13 @@ def test_every_measurement_runs_on_held_out_rows_only_and_is_deterministic(tiny)
     assert len(mean.trials) == len(one.trials) and mean.identity_assigned == one.identity_assigned
     assert not np.allclose(mean.factor_cos_target, one.factor_cos_target)  # another vector was put in
     assert np.all(one.candidates == EN_SPEAKERS + 1)  # the judge keeps every voice from its reference half
+    assert mean.output_embeddings.shape == (len(mean.trials), 256)
+    # second judge: fitted on the reference half (2 per English voice + the French voice's 3), asked the prompt half
+    pj = q.probe_judge
+    assert (pj.fitted_rows, pj.voices) == (EN_SPEAKERS * 2 + 3, EN_SPEAKERS + 1)
+    assert len(pj.round_trip_hits) == len(pj.real_hits) == EN_SPEAKERS * 2
+    assert len(pj.swap_hits) == len(pj.swap_to_source) == EN_SPEAKERS * 2  # the trials whose content row is asked
+    assert not np.any(pj.swap_hits & pj.swap_to_source)
     again = run()
     assert again.probes == q.probes and again.swaps.assigned == s.assigned
     np.testing.assert_array_equal(again.parallel.swap, q.parallel.swap)
