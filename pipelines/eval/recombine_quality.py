@@ -516,7 +516,7 @@ class ProbeJudge:
 
 def measure_probe_judge(round_trip_embeddings: np.ndarray, real_embeddings: np.ndarray,
                         speakers: Sequence[str | None], prompt: np.ndarray, reference: np.ndarray,
-                        swaps: "SwapAccuracy", *, seed: int = 0) -> ProbeJudge | None:
+                        swaps: SwapAccuracy, *, seed: int = 0) -> ProbeJudge | None:
     """Fit :func:`fit_speaker_probe` on the reference half's round trips, then ask it about the prompt half.
 
     ``swaps``: voice-level trials (:func:`measure_swap_accuracy` with ``voice_vectors`` from the prompt half),
@@ -544,8 +544,7 @@ def measure_probe_judge(round_trip_embeddings: np.ndarray, real_embeddings: np.n
     judged = [k for k, t in enumerate(swaps.trials) if prompt[t.content_row]]
     out = swaps.output_embeddings
     return ProbeJudge(
-        fitted_rows=int(sum(1 for i in np.flatnonzero(reference) if speakers[i] is not None
-                            and np.all(np.isfinite(round_trip_embeddings[i])))),
+        fitted_rows=int(probe[0].n_samples_seen_),  # the scaler saw exactly the rows the probe was fitted on
         voices=len(known),
         round_trip_hits=hits(round_trip_embeddings, asked, labels),
         real_hits=hits(real_embeddings, asked, labels),
