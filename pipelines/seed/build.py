@@ -35,7 +35,7 @@ from pipelines.seed.provenance import summarize_provenance, write_provenance
 from pipelines.seed.real_speech import REAL_SOURCE_PACKAGES, list_real_utterances
 from pipelines.seed.render import render_item
 from pipelines.seed.sentences import read_sentences
-from pipelines.seed.voices import check_voices, voice_packages
+from pipelines.seed.voices import check_distinct_voices, check_voices, voice_packages
 from schemas.seed import SeedConfig
 from schemas.storage import resolve_uri
 
@@ -112,6 +112,7 @@ def plan_seed_corpus(config: SeedConfig, packages: dict[str, PackageInfo]) -> li
         _info(u.package, packages)
     real = plan_real_items(real_utts, packages, seed=config.seed, max_files=config.real.max_files_per_source)
     voices = check_voices(config.synthetic.voices)
+    check_distinct_voices(config.synthetic.voices)  # one voice under two labels would fake a speaker
     for v in voices:
         _info(voice_packages(v.voice_id)[-1], packages)
     sentences = [s for path in config.synthetic.sentence_files for s in read_sentences(path)]

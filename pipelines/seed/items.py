@@ -149,8 +149,24 @@ def _file_stamps(item: RenderItem) -> list[list]:
     return paths
 
 
+def _espeak_argument_if_renamed(source: Source) -> str | None:
+    """The ``espeak-ng -v`` argument of an espeak-ng voice with a variant (see ``espeak_voice_argument``), else None.
+
+    Part of the spec from the fix of dropped variants on: every variant voice's items get a new hash once,
+    and re-render (bytes unchanged where the variant was already applied); voices without one keep their hash.
+    """
+    if not isinstance(source, SynthSource) or not source.voice_id.startswith("espeak-ng:") or "+" not in source.voice_id:
+        return None
+    from pipelines.seed.voices import espeak_voice_argument
+
+    return espeak_voice_argument(source.voice_id.partition(":")[2])
+
+
 def spec_hash(item: RenderItem) -> str:
     """Fingerprint of everything that determines the output bytes (and labels) of ``item``."""
     payload = {"v": RENDER_VERSION, "item": _jsonable(item), "inputs": _file_stamps(item)}
+    voice = _espeak_argument_if_renamed(item.source)
+    if voice is not None:  # only items whose espeak-ng variant used to be dropped get a new hash and re-render
+        payload["espeak_voice"] = voice
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
