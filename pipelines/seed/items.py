@@ -150,16 +150,19 @@ def _file_stamps(item: RenderItem) -> list[list]:
 
 
 def _espeak_argument_if_renamed(source: Source) -> str | None:
-    """The ``espeak-ng -v`` argument of an espeak-ng voice with a variant (see ``espeak_voice_argument``), else None.
+    """The ``espeak-ng -v`` argument of an espeak-ng voice when it is not the voice's name (see
+    ``espeak_voice_argument``: voices with a variant), else None.
 
     Part of the spec from the fix of dropped variants on: every variant voice's items get a new hash once,
     and re-render (bytes unchanged where the variant was already applied); voices without one keep their hash.
     """
-    if not isinstance(source, SynthSource) or not source.voice_id.startswith("espeak-ng:") or "+" not in source.voice_id:
+    engine, _, name = source.voice_id.partition(":") if isinstance(source, SynthSource) else ("", "", "")
+    if engine != "espeak-ng":
         return None
     from pipelines.seed.voices import espeak_voice_argument
 
-    return espeak_voice_argument(source.voice_id.partition(":")[2])
+    argument = espeak_voice_argument(name)
+    return argument if argument != name else None
 
 
 def spec_hash(item: RenderItem) -> str:

@@ -142,8 +142,7 @@ def list_available_voices() -> dict[str, list[str]]:
     """Engine -> voice names installed here (espeak-ng: languages and variants separately)."""
     out: dict[str, list[str]] = {}
     if shutil.which("espeak-ng"):
-        text = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True).stdout
-        out["espeak-ng"] = sorted({line.split()[1] for line in text.splitlines()[1:] if len(line.split()) > 1})
+        out["espeak-ng"] = sorted(_espeak_voice_files())
         data = _espeak_data_dir()
         out["espeak-ng-variants"] = sorted(p.name for p in (data / "voices" / "!v").iterdir()) if data else []
     if shutil.which("flite"):
@@ -182,7 +181,7 @@ def check_distinct_voices(voice_ids: list[str]) -> None:
     seen: dict[bytes, str] = {}
     for vid in voice_ids:
         samples, rate, _ = synthesize(SynthSource(voice_id=vid, text=_CALIBRATION_TEXT))
-        key = hashlib.sha256(np.round(samples * 32767).astype(np.int16).tobytes() + str(rate).encode()).digest()
+        key = hashlib.sha256(samples.tobytes() + str(rate).encode()).digest()
         if key in seen:
             raise VoiceError(f"voices {seen[key]!r} and {vid!r} speak with identical samples: one voice under two "
                              "speaker labels (check the name and variant; `espeak-ng --voices` lists the names)")
